@@ -1,8 +1,45 @@
-//! Argon2id hashing keyed with a pepper. STUB — being implemented.
+//! Argon2id hashing keyed with a pepper (BOTH-2: the system keeps only a one-way hash).
+//!
+//! A stored [`PinHash`] is a PHC string
+//! (`$argon2id$v=19$m=<KiB>,t=<iterations>,p=<lanes>$<salt>$<hash>`, salt 16
+//! bytes, hash 32 bytes, both unpadded base64) and the [`KeyId`] of the pepper
+//! that was mixed in as Argon2's secret input. The pepper itself is never
+//! stored, so the PHC string alone cannot be attacked offline.
+//!
+//! [`Hasher`] holds three sets of [`HashParams`]:
+//!
+//! - **live**: used for every new hash;
+//! - **floor** and **cap**: the range accepted from stored hashes. A stored
+//!   hash is a row from a database; one below the floor is too weak to trust,
+//!   one above the cap could make us allocate gigabytes or spin for minutes.
+//!   Both are refused *before* any hashing.
+//!
+//! [`Hasher::verify`] answers [`Verified::Match`] with `needs_rehash` when the
+//! stored hash used other parameters or an earlier key ([`Keyring`]), so that
+//! the caller can store a fresh hash after a successful login; a wrong PIN is
+//! [`Verified::Mismatch`], never an error. [`Hasher::verify_dummy`] costs what
+//! a real verification costs, for subjects that do not exist.
 
 use crate::secret::{KeyId, Pepper, Pin};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Version};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Bytes of salt in a new hash.
+const SALT_LEN: usize = 16;
+/// Bytes of Argon2 output.
+const OUTPUT_LEN: usize = 32;
+/// Argon2 version 1.3, the only one accepted.
+const ARGON2_VERSION: u32 = 0x13;
+/// Longest stored PHC string examined at all (ours are about 100 characters).
+const MAX_PHC_LEN: usize = 256;
+/// Salt of the dummy hash used by [`Hasher::verify_dummy`].
+const DUMMY_SALT: [u8; SALT_LEN] = *b"pin-core:dummy:1";
+/// Password of the dummy hash: not a PIN of any format.
+const DUMMY_PASSWORD: &[u8] = b"\0pin-core dummy, not a PIN";
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +54,57 @@ pub struct HashParams {
 
 impl HashParams {
     /// OWASP's Argon2id recommendation: m = 19 MiB, t = 2, p = 1.
-    pub const RECOMMENDED: Self = Self { m_kib: 19_456, t_cost: 2, p_cost: 1 };
+    pub const RECOMMENDED: Self = Self {
+        m_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    /// **For tests only**: m = 64 KiB, t = 1, p = 1. Fast, and worthless against
+    /// an attacker; never configure it in production.
+    pub const INSECURE_FAST_FOR_TESTS: Self = Self {
+        m_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+
+    /// Checks Argon2's own limits: `t_cost ≥ 1`, `1 ≤ p_cost ≤ 2²⁴ − 1`,
+    /// `m_kib ≥ 8 × p_cost`.
+    ///
+    /// # Errors
+    /// [`HashError::InvalidParams`] naming the limit that is not met.
+    pub fn validate(&self) -> Result<(), HashError> {
+        self.to_argon2().map(|_| ())
+    }
+
+    /// The Argon2 parameters, checked.
+    fn to_argon2(self) -> Result<argon2::Params, HashError> {
+        let Self {
+            m_kib,
+            t_cost,
+            p_cost,
+        } = self;
+        if !(argon2::Params::MIN_P_COST..=argon2::Params::MAX_P_COST).contains(&p_cost) {
+            return Err(HashError::InvalidParams {
+                reason: "p_cost (lanes) must be between 1 and 16777215",
+            });
+        }
+        if t_cost < argon2::Params::MIN_T_COST {
+            return Err(HashError::InvalidParams {
+                reason: "t_cost (iterations) must be at least 1",
+            });
+        }
+        if u64::from(m_kib) < 8 * u64::from(p_cost) {
+            return Err(HashError::InvalidParams {
+                reason: "m_kib must be at least 8 × p_cost",
+            });
+        }
+        argon2::Params::new(m_kib, t_cost, p_cost, Some(OUTPUT_LEN)).map_err(|_| {
+            HashError::InvalidParams {
+                reason: "refused by Argon2",
+            }
+        })
+    }
 }
 
 /// A stored hash: the PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) and the pepper key id.
@@ -30,7 +117,8 @@ pub struct PinHash {
 }
 
 /// The peppers: the current one (new hashes) and earlier ones still accepted for verification.
-#[derive(Debug)]
+///
+/// Key ids must be unique; [`Hasher::new`] checks it.
 pub struct Keyring {
     current: Pepper,
     previous: Vec<Pepper>,
@@ -40,18 +128,54 @@ impl Keyring {
     /// A keyring with only `current`.
     #[must_use]
     pub fn new(current: Pepper) -> Self {
-        Self { current, previous: Vec::new() }
+        Self {
+            current,
+            previous: Vec::new(),
+        }
     }
+
     /// Adds an earlier key still accepted when verifying.
     #[must_use]
     pub fn with_previous(mut self, key: Pepper) -> Self {
         self.previous.push(key);
         self
     }
+
     /// The current key id.
     #[must_use]
     pub fn current_id(&self) -> KeyId {
         self.current.id()
+    }
+
+    /// The key with `id`, current or previous.
+    fn find(&self, id: KeyId) -> Option<&Pepper> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| key.id() == id)
+    }
+
+    /// The first key id that appears more than once, if any.
+    fn duplicate_id(&self) -> Option<KeyId> {
+        let mut ids: Vec<KeyId> = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(Pepper::id)
+            .collect();
+        ids.sort_unstable();
+        ids.windows(2).find_map(|pair| match pair {
+            [a, b] if a == b => Some(*a),
+            _ => None,
+        })
+    }
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { current, previous } = self;
+        let previous: Vec<KeyId> = previous.iter().map(Pepper::id).collect();
+        f.debug_struct("Keyring")
+            .field("current", &current.id())
+            .field("previous", &previous)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,50 +193,1020 @@ pub enum Verified {
 }
 
 /// Hashing failures (never a wrong PIN: that is [`Verified::Mismatch`]).
+///
+/// Messages name parameters and key ids, never a PIN, a pepper or a hash.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HashError {
     /// The stored hash cannot be parsed.
     #[error("stored hash is malformed: {0}")]
     Malformed(&'static str),
+    /// The stored hash uses another algorithm than Argon2id.
+    #[error("stored hash is not Argon2id; only argon2id hashes are accepted")]
+    UnsupportedAlgorithm,
+    /// The stored hash uses another Argon2 version than 1.3 (19).
+    #[error("stored hash uses Argon2 version {found}; only version 19 (0x13) is accepted")]
+    UnsupportedVersion {
+        /// The version in the stored hash.
+        found: u32,
+    },
+    /// A stored parameter is below the floor: the hash is too weak to trust.
+    #[error(
+        "stored hash has {param} = {stored}, below the floor of {floor}: it is too weak to \
+         trust; issue a new PIN, or lower the floor if that is intended"
+    )]
+    ParamsBelowFloor {
+        /// `m_kib`, `t_cost` or `p_cost`.
+        param: &'static str,
+        /// Value in the stored hash.
+        stored: u32,
+        /// Lowest accepted.
+        floor: u32,
+    },
+    /// A stored parameter is above the cap: computing it was refused.
+    #[error(
+        "stored hash has {param} = {stored}, above the cap of {cap}: refusing to compute it; \
+         raise the cap if that is intended"
+    )]
+    ParamsAboveCap {
+        /// `m_kib`, `t_cost` or `p_cost`.
+        param: &'static str,
+        /// Value in the stored hash.
+        stored: u32,
+        /// Highest accepted.
+        cap: u32,
+    },
+    /// The stored hash was made with a pepper key that is not in the keyring.
+    #[error(
+        "stored hash was made with pepper key id {}, which is not in the keyring; add that key \
+         as a previous key, or issue a new PIN",
+        .0.0
+    )]
+    UnknownKey(KeyId),
+    /// Configuration: the live parameters are not within floor..=cap ([`Hasher::new`]).
+    #[error(
+        "live {param} = {live} is outside the accepted range {floor}..={cap}; configure \
+         floor ≤ live ≤ cap"
+    )]
+    ParamsOutOfRange {
+        /// `m_kib`, `t_cost` or `p_cost`.
+        param: &'static str,
+        /// Configured floor.
+        floor: u32,
+        /// Configured live value.
+        live: u32,
+        /// Configured cap.
+        cap: u32,
+    },
+    /// Configuration: Argon2 does not accept these parameters ([`HashParams::validate`]).
+    #[error("Argon2 does not accept these parameters: {reason}")]
+    InvalidParams {
+        /// The limit that is not met.
+        reason: &'static str,
+    },
+    /// Configuration: two keys of the keyring have the same id ([`Hasher::new`]).
+    #[error("pepper key id {} appears more than once in the keyring; key ids must be unique", .0.0)]
+    DuplicateKeyId(KeyId),
+    /// Argon2 itself failed (not expected with checked parameters).
+    #[error("Argon2 failed: {reason}")]
+    Argon2 {
+        /// Argon2's description of the failure.
+        reason: String,
+    },
+}
+
+impl HashError {
+    fn argon2(error: argon2::Error) -> Self {
+        Self::Argon2 {
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// A stored hash, parsed.
+struct Stored {
+    params: HashParams,
+    salt: Salt,
+    hash: Output,
 }
 
 /// Hashes and verifies PINs with Argon2id and the keyring's pepper.
-#[derive(Debug)]
 pub struct Hasher {
     live: HashParams,
     floor: HashParams,
     cap: HashParams,
     keys: Keyring,
+    /// A hash with the live parameters and the current key, for [`Hasher::verify_dummy`].
+    dummy: PinHash,
 }
 
 impl Hasher {
     /// A hasher with live parameters, the floor and cap accepted from stored hashes, and keys.
     ///
+    /// Computes one hash (with the live parameters) for [`Hasher::verify_dummy`].
+    ///
     /// # Errors
-    /// [`HashError`] when the parameters are not accepted by Argon2 or not floor ≤ live ≤ cap.
-    pub fn new(live: HashParams, floor: HashParams, cap: HashParams, keys: Keyring) -> Result<Self, HashError> {
-        Ok(Self { live, floor, cap, keys })
+    /// [`HashError`] when the parameters are not accepted by Argon2 or not floor ≤ live ≤ cap:
+    /// [`InvalidParams`](HashError::InvalidParams) for `live`,
+    /// [`ParamsOutOfRange`](HashError::ParamsOutOfRange) naming the first parameter out of
+    /// range, [`DuplicateKeyId`](HashError::DuplicateKeyId) when two keys share an id.
+    pub fn new(
+        live: HashParams,
+        floor: HashParams,
+        cap: HashParams,
+        keys: Keyring,
+    ) -> Result<Self, HashError> {
+        live.validate()?;
+        for (param, floor, live, cap) in [
+            ("m_kib", floor.m_kib, live.m_kib, cap.m_kib),
+            ("t_cost", floor.t_cost, live.t_cost, cap.t_cost),
+            ("p_cost", floor.p_cost, live.p_cost, cap.p_cost),
+        ] {
+            if !(floor <= live && live <= cap) {
+                return Err(HashError::ParamsOutOfRange {
+                    param,
+                    floor,
+                    live,
+                    cap,
+                });
+            }
+        }
+        if let Some(id) = keys.duplicate_id() {
+            return Err(HashError::DuplicateKeyId(id));
+        }
+        let placeholder = PinHash {
+            key_id: keys.current_id(),
+            phc: String::new(),
+        };
+        let mut hasher = Self {
+            live,
+            floor,
+            cap,
+            keys,
+            dummy: placeholder,
+        };
+        hasher.dummy = hasher.hash_with_salt(DUMMY_PASSWORD, &DUMMY_SALT)?;
+        Ok(hasher)
     }
+
+    /// The parameters of new hashes.
+    #[must_use]
+    pub fn live(&self) -> HashParams {
+        self.live
+    }
+
+    /// The lowest parameters accepted from a stored hash.
+    #[must_use]
+    pub fn floor(&self) -> HashParams {
+        self.floor
+    }
+
+    /// The highest parameters accepted from a stored hash.
+    #[must_use]
+    pub fn cap(&self) -> HashParams {
+        self.cap
+    }
+
+    /// The id of the key used for new hashes.
+    #[must_use]
+    pub fn current_key_id(&self) -> KeyId {
+        self.keys.current_id()
+    }
+
     /// Hashes `pin` with a fresh salt from `rng`.
     ///
-    /// # Errors
-    /// [`HashError`] if Argon2 fails.
-    pub fn hash<R: CryptoRng + ?Sized>(&self, pin: &Pin, rng: &mut R) -> Result<PinHash, HashError> {
-        let _ = (pin, rng, self.live, self.floor, self.cap);
-        Ok(PinHash { key_id: self.keys.current_id(), phc: String::new() })
-    }
-    /// Compares `pin` with `stored`, in constant time.
+    /// Argon2id v1.3 with the live parameters, the current pepper as secret
+    /// input, a 16-byte salt and a 32-byte output.
     ///
     /// # Errors
-    /// [`HashError`] when the stored hash is malformed, its key unknown or its parameters outside floor..=cap.
-    pub fn verify(&self, pin: &Pin, stored: &PinHash) -> Result<Verified, HashError> {
-        let _ = (pin, stored);
-        Ok(Verified::Mismatch)
+    /// [`HashError`] if Argon2 fails (not expected: the parameters were checked in [`Hasher::new`]).
+    pub fn hash<R: CryptoRng + ?Sized>(
+        &self,
+        pin: &Pin,
+        rng: &mut R,
+    ) -> Result<PinHash, HashError> {
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        self.hash_with_salt(pin.expose_secret().as_bytes(), &salt)
     }
+
+    /// The deterministic primitive behind [`Hasher::hash`]: live parameters, current key.
+    fn hash_with_salt(&self, password: &[u8], salt: &[u8]) -> Result<PinHash, HashError> {
+        let out = compute(&self.keys.current, self.live, password, salt)?;
+        let mut params = ParamsString::new();
+        for (name, value) in [
+            ("m", self.live.m_kib),
+            ("t", self.live.t_cost),
+            ("p", self.live.p_cost),
+        ] {
+            params
+                .add_decimal(name, value)
+                .map_err(|_| HashError::Argon2 {
+                    reason: "cannot encode parameters".to_owned(),
+                })?;
+        }
+        let salt = Salt::new(salt).map_err(|_| HashError::Argon2 {
+            reason: "cannot encode the salt".to_owned(),
+        })?;
+        let hash = Output::new(out.as_slice()).map_err(|_| HashError::Argon2 {
+            reason: "cannot encode the output".to_owned(),
+        })?;
+        let phc = PasswordHash {
+            algorithm: ARGON2ID_IDENT,
+            version: Some(ARGON2_VERSION),
+            params,
+            salt: Some(salt),
+            hash: Some(hash),
+        };
+        Ok(PinHash {
+            key_id: self.keys.current_id(),
+            phc: phc.to_string(),
+        })
+    }
+
+    /// Compares `pin` with `stored`, in constant time.
+    ///
+    /// The stored string is parsed and its parameters checked against floor
+    /// and cap before any hashing, so a hostile row cannot make us allocate or
+    /// compute more than the cap allows.
+    ///
+    /// # Errors
+    /// [`HashError`] when the stored hash is malformed, its key unknown or its parameters outside floor..=cap:
+    /// [`Malformed`](HashError::Malformed),
+    /// [`UnsupportedAlgorithm`](HashError::UnsupportedAlgorithm),
+    /// [`UnsupportedVersion`](HashError::UnsupportedVersion),
+    /// [`ParamsBelowFloor`](HashError::ParamsBelowFloor),
+    /// [`ParamsAboveCap`](HashError::ParamsAboveCap),
+    /// [`UnknownKey`](HashError::UnknownKey), or [`Argon2`](HashError::Argon2).
+    pub fn verify(&self, pin: &Pin, stored: &PinHash) -> Result<Verified, HashError> {
+        let parsed = parse(&stored.phc)?;
+        self.check_range(parsed.params)?;
+        let pepper = self
+            .keys
+            .find(stored.key_id)
+            .ok_or(HashError::UnknownKey(stored.key_id))?;
+        let out = compute(
+            pepper,
+            parsed.params,
+            pin.expose_secret().as_bytes(),
+            &parsed.salt,
+        )?;
+        let equal: bool = out.as_slice().ct_eq(parsed.hash.as_bytes()).into();
+        if equal {
+            Ok(Verified::Match {
+                needs_rehash: self.is_outdated(&parsed, stored.key_id),
+            })
+        } else {
+            Ok(Verified::Mismatch)
+        }
+    }
+
     /// Costs what a verify costs and always fails: used when there is nothing to compare against.
+    ///
+    /// It verifies `pin` against a hash made at construction with the live
+    /// parameters and the current key, then answers [`Verified::Mismatch`]
+    /// whatever the outcome, so that "no such person" and "wrong PIN" take the
+    /// same time.
     pub fn verify_dummy(&self, pin: &Pin) -> Verified {
-        let _ = pin;
+        let _same_cost = self.verify(pin, &self.dummy);
         Verified::Mismatch
+    }
+
+    /// Whether `stored` should be replaced by a fresh hash: it was made with
+    /// other parameters than the live ones or another key than the current
+    /// one. An unparseable hash needs rehashing too (though it cannot be
+    /// verified; see [`Hasher::verify`]).
+    #[must_use]
+    pub fn needs_rehash(&self, stored: &PinHash) -> bool {
+        parse(&stored.phc).map_or(true, |parsed| self.is_outdated(&parsed, stored.key_id))
+    }
+
+    fn is_outdated(&self, parsed: &Stored, key_id: KeyId) -> bool {
+        parsed.params != self.live || key_id != self.keys.current_id()
+    }
+
+    /// Refuses stored parameters outside floor..=cap.
+    fn check_range(&self, stored: HashParams) -> Result<(), HashError> {
+        for (param, stored, floor, cap) in [
+            ("m_kib", stored.m_kib, self.floor.m_kib, self.cap.m_kib),
+            ("t_cost", stored.t_cost, self.floor.t_cost, self.cap.t_cost),
+            ("p_cost", stored.p_cost, self.floor.p_cost, self.cap.p_cost),
+        ] {
+            if stored > cap {
+                return Err(HashError::ParamsAboveCap { param, stored, cap });
+            }
+            if stored < floor {
+                return Err(HashError::ParamsBelowFloor {
+                    param,
+                    stored,
+                    floor,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            live,
+            floor,
+            cap,
+            keys,
+            dummy: _,
+        } = self;
+        f.debug_struct("Hasher")
+            .field("live", live)
+            .field("floor", floor)
+            .field("cap", cap)
+            .field("keys", keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Argon2id v1.3 of `password` with `pepper` as secret input; 32 bytes, wiped on drop.
+fn compute(
+    pepper: &Pepper,
+    params: HashParams,
+    password: &[u8],
+    salt: &[u8],
+) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
+    let params = params.to_argon2()?;
+    let argon2 = Argon2::new_with_secret(
+        pepper.expose_secret(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+    )
+    .map_err(HashError::argon2)?;
+    let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+    argon2
+        .hash_password_into(password, salt, out.as_mut_slice())
+        .map_err(HashError::argon2)?;
+    Ok(out)
+}
+
+/// Parses a stored PHC string: Argon2id, version 19, exactly `m`, `t` and `p`,
+/// a salt and a 32-byte hash. Does no hashing and allocates nothing large.
+fn parse(phc: &str) -> Result<Stored, HashError> {
+    if phc.len() > MAX_PHC_LEN {
+        return Err(HashError::Malformed(
+            "longer than any Argon2id PHC string we write",
+        ));
+    }
+    let parsed = PasswordHash::new(phc).map_err(|_| {
+        HashError::Malformed("not a PHC string like $argon2id$v=19$m=…,t=…,p=…$salt$hash")
+    })?;
+    if parsed.algorithm != ARGON2ID_IDENT {
+        return Err(HashError::UnsupportedAlgorithm);
+    }
+    match parsed.version {
+        Some(ARGON2_VERSION) => {}
+        Some(found) => return Err(HashError::UnsupportedVersion { found }),
+        None => return Err(HashError::Malformed("the version (v=19) is missing")),
+    }
+    let (mut m, mut t, mut p) = (None, None, None);
+    for (name, value) in parsed.params.iter() {
+        let slot = match name.as_str() {
+            "m" => &mut m,
+            "t" => &mut t,
+            "p" => &mut p,
+            _ => {
+                return Err(HashError::Malformed(
+                    "unexpected parameter: only m, t and p are used",
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(HashError::Malformed("a parameter appears twice"));
+        }
+        let value = value
+            .decimal()
+            .map_err(|_| HashError::Malformed("a parameter is not a number"))?;
+        *slot = Some(value);
+    }
+    let (Some(m_kib), Some(t_cost), Some(p_cost)) = (m, t, p) else {
+        return Err(HashError::Malformed(
+            "one of the parameters m, t and p is missing",
+        ));
+    };
+    let salt = parsed
+        .salt
+        .ok_or(HashError::Malformed("the salt is missing"))?;
+    let hash = parsed
+        .hash
+        .ok_or(HashError::Malformed("the hash is missing"))?;
+    if hash.len() != OUTPUT_LEN {
+        return Err(HashError::Malformed("the hash is not 32 bytes long"));
+    }
+    let params = HashParams {
+        m_kib,
+        t_cost,
+        p_cost,
+    };
+    if params.validate().is_err() {
+        return Err(HashError::Malformed(
+            "the parameters are not accepted by Argon2",
+        ));
+    }
+    Ok(Stored { params, salt, hash })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::format::{PinFormat, parse_input};
+    use argon2::PasswordHasher;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    const FAST: HashParams = HashParams::INSECURE_FAST_FOR_TESTS;
+    const FLOOR: HashParams = HashParams {
+        m_kib: 32,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    const CAP: HashParams = HashParams {
+        m_kib: 65_536,
+        t_cost: 4,
+        p_cost: 4,
+    };
+    const KEY_1: &[u8] = b"pepper-one-0123456789abcdefghij!";
+    const KEY_2: &[u8] = b"pepper-two-ZYXWVUTSRQPONMLKJIHG?";
+    const PIN: &str = "7K4MZQ9X";
+
+    fn pepper(id: u32, key: &[u8]) -> Pepper {
+        Pepper::new(KeyId(id), key).unwrap()
+    }
+
+    fn hasher_with(live: HashParams, keys: Keyring) -> Hasher {
+        Hasher::new(live, FLOOR, CAP, keys).unwrap()
+    }
+
+    fn hasher() -> Hasher {
+        hasher_with(FAST, Keyring::new(pepper(1, KEY_1)))
+    }
+
+    fn pin(s: &str) -> Pin {
+        Pin::from_string(s.to_owned())
+    }
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(9)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `stored` with its parameter field replaced by `params`.
+    fn with_params(stored: &PinHash, params: &str) -> PinHash {
+        let fields: Vec<&str> = stored.phc.split('$').collect();
+        let phc = format!(
+            "${}${}${params}${}${}",
+            fields[1], fields[2], fields[4], fields[5]
+        );
+        PinHash {
+            key_id: stored.key_id,
+            phc,
+        }
+    }
+
+    // ---- parameters ----
+
+    #[test]
+    fn params_validate_argon2_limits() {
+        assert_eq!(
+            HashParams::RECOMMENDED,
+            HashParams {
+                m_kib: 19_456,
+                t_cost: 2,
+                p_cost: 1
+            }
+        );
+        HashParams::RECOMMENDED.validate().unwrap();
+        FAST.validate().unwrap();
+        HashParams {
+            m_kib: 8,
+            t_cost: 1,
+            p_cost: 1,
+        }
+        .validate()
+        .unwrap();
+        HashParams {
+            m_kib: 16,
+            t_cost: 1,
+            p_cost: 2,
+        }
+        .validate()
+        .unwrap();
+        for bad in [
+            HashParams {
+                m_kib: 7,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            HashParams {
+                m_kib: 16,
+                t_cost: 1,
+                p_cost: 3,
+            },
+            HashParams {
+                m_kib: 64,
+                t_cost: 0,
+                p_cost: 1,
+            },
+            HashParams {
+                m_kib: 64,
+                t_cost: 1,
+                p_cost: 0,
+            },
+            HashParams {
+                m_kib: u32::MAX,
+                t_cost: 1,
+                p_cost: 1 << 24,
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(HashError::InvalidParams { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn constructor_checks_floor_live_cap() {
+        let keys = || Keyring::new(pepper(1, KEY_1));
+        assert_eq!(
+            Hasher::new(HashParams { m_kib: 16, ..FAST }, FLOOR, CAP, keys()).unwrap_err(),
+            HashError::ParamsOutOfRange {
+                param: "m_kib",
+                floor: 32,
+                live: 16,
+                cap: 65_536
+            }
+        );
+        assert_eq!(
+            Hasher::new(HashParams { t_cost: 5, ..FAST }, FLOOR, CAP, keys()).unwrap_err(),
+            HashError::ParamsOutOfRange {
+                param: "t_cost",
+                floor: 1,
+                live: 5,
+                cap: 4
+            }
+        );
+        // floor > cap can never hold a live value.
+        let inverted = HashParams { p_cost: 2, ..FLOOR };
+        assert_eq!(
+            Hasher::new(FAST, inverted, FAST, keys()).unwrap_err(),
+            HashError::ParamsOutOfRange {
+                param: "p_cost",
+                floor: 2,
+                live: 1,
+                cap: 1
+            }
+        );
+        let zero = HashParams {
+            m_kib: 0,
+            t_cost: 0,
+            p_cost: 0,
+        };
+        assert!(matches!(
+            Hasher::new(HashParams { t_cost: 0, ..FAST }, zero, CAP, keys()).unwrap_err(),
+            HashError::InvalidParams { .. }
+        ));
+        let h = Hasher::new(FAST, FLOOR, CAP, keys()).unwrap();
+        assert_eq!(
+            (h.live(), h.floor(), h.cap(), h.current_key_id()),
+            (FAST, FLOOR, CAP, KeyId(1))
+        );
+    }
+
+    #[test]
+    fn constructor_refuses_duplicate_key_ids() {
+        let keys = Keyring::new(pepper(1, KEY_1))
+            .with_previous(pepper(2, KEY_2))
+            .with_previous(pepper(1, KEY_2));
+        assert_eq!(
+            Hasher::new(FAST, FLOOR, CAP, keys).unwrap_err(),
+            HashError::DuplicateKeyId(KeyId(1))
+        );
+        let keys = Keyring::new(pepper(1, KEY_1))
+            .with_previous(pepper(3, KEY_2))
+            .with_previous(pepper(3, KEY_1));
+        assert_eq!(
+            Hasher::new(FAST, FLOOR, CAP, keys).unwrap_err(),
+            HashError::DuplicateKeyId(KeyId(3))
+        );
+    }
+
+    // ---- hash and verify ----
+
+    #[test]
+    fn hash_then_verify_matches() {
+        // rule: BOTH-2 (only a one-way hash is kept)
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        assert_eq!(stored.key_id, KeyId(1));
+        assert_eq!(
+            h.verify(&pin(PIN), &stored).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert!(!h.needs_rehash(&stored));
+        // What a person types, parsed, matches too.
+        let typed = parse_input(PinFormat::InpsInUse8, "7k4mzq9x\n").unwrap();
+        assert_eq!(
+            h.verify(&typed, &stored).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_pin_mismatches() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        for wrong in ["7K4MZQ9Y", "7K4MZQ9", "7K4MZQ9XX", "", "7k4mzq9x"] {
+            assert_eq!(
+                h.verify(&pin(wrong), &stored).unwrap(),
+                Verified::Mismatch,
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn phc_string_has_the_documented_shape() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        assert!(
+            stored.phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
+            "{}",
+            stored.phc
+        );
+        let fields: Vec<&str> = stored.phc.split('$').collect();
+        assert_eq!(fields.len(), 6);
+        assert_eq!(fields[4].len(), 22, "16-byte salt, unpadded base64");
+        assert_eq!(fields[5].len(), 43, "32-byte hash, unpadded base64");
+        // Same PIN, fresh salt: another string; same seed: the same string.
+        let again = h
+            .hash(&pin(PIN), &mut ChaCha20Rng::seed_from_u64(10))
+            .unwrap();
+        assert_ne!(stored.phc, again.phc);
+        assert_eq!(stored, h.hash(&pin(PIN), &mut rng()).unwrap());
+    }
+
+    #[test]
+    fn phc_string_agrees_with_argon2s_own_encoder() {
+        let h = hasher();
+        let salt = [7u8; SALT_LEN];
+        let ours = h.hash_with_salt(PIN.as_bytes(), &salt).unwrap();
+        let params = argon2::Params::new(64, 1, 1, Some(32)).unwrap();
+        let theirs = Argon2::new_with_secret(KEY_1, Algorithm::Argon2id, Version::V0x13, params)
+            .unwrap()
+            .hash_password_with_salt(PIN.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(ours.phc, theirs);
+    }
+
+    #[test]
+    fn wrong_pepper_with_the_same_id_mismatches() {
+        let stored = hasher().hash(&pin(PIN), &mut rng()).unwrap();
+        let other = hasher_with(FAST, Keyring::new(pepper(1, KEY_2)));
+        assert_eq!(
+            other.verify(&pin(PIN), &stored).unwrap(),
+            Verified::Mismatch
+        );
+    }
+
+    #[test]
+    fn the_pepper_changes_the_hash() {
+        let a = hasher().hash(&pin(PIN), &mut rng()).unwrap();
+        let other = hasher_with(FAST, Keyring::new(pepper(1, KEY_2)));
+        let b = other.hash(&pin(PIN), &mut rng()).unwrap();
+        assert_ne!(a.phc, b.phc);
+    }
+
+    #[test]
+    fn key_rotation_keeps_old_hashes_verifiable_and_asks_for_rehash() {
+        let old = hasher();
+        let stored = old.hash(&pin(PIN), &mut rng()).unwrap();
+        let keys = Keyring::new(pepper(2, KEY_2)).with_previous(pepper(1, KEY_1));
+        let rotated = hasher_with(FAST, keys);
+        assert!(rotated.needs_rehash(&stored));
+        assert_eq!(
+            rotated.verify(&pin(PIN), &stored).unwrap(),
+            Verified::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            rotated.verify(&pin("7K4MZQ9Y"), &stored).unwrap(),
+            Verified::Mismatch
+        );
+        let fresh = rotated.hash(&pin(PIN), &mut rng()).unwrap();
+        assert_eq!(fresh.key_id, KeyId(2));
+        assert!(!rotated.needs_rehash(&fresh));
+        assert_eq!(
+            rotated.verify(&pin(PIN), &fresh).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        // The old hasher does not know key 2.
+        assert_eq!(
+            old.verify(&pin(PIN), &fresh).unwrap_err(),
+            HashError::UnknownKey(KeyId(2))
+        );
+    }
+
+    #[test]
+    fn changed_live_params_ask_for_rehash() {
+        let stored = hasher().hash(&pin(PIN), &mut rng()).unwrap();
+        let live = HashParams {
+            m_kib: 128,
+            t_cost: 2,
+            p_cost: 1,
+        };
+        let stronger = hasher_with(live, Keyring::new(pepper(1, KEY_1)));
+        assert!(stronger.needs_rehash(&stored));
+        assert_eq!(
+            stronger.verify(&pin(PIN), &stored).unwrap(),
+            Verified::Match { needs_rehash: true }
+        );
+        let fresh = stronger.hash(&pin(PIN), &mut rng()).unwrap();
+        assert!(fresh.phc.starts_with("$argon2id$v=19$m=128,t=2,p=1$"));
+        assert_eq!(
+            stronger.verify(&pin(PIN), &fresh).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_id_is_an_error() {
+        let h = hasher();
+        let mut stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        stored.key_id = KeyId(99);
+        let err = h.verify(&pin(PIN), &stored).unwrap_err();
+        assert_eq!(err, HashError::UnknownKey(KeyId(99)));
+        assert!(err.to_string().contains("key id 99"), "{err}");
+    }
+
+    #[test]
+    fn params_above_cap_are_refused_before_hashing() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        // 4 GiB: computing it would allocate 4 GiB; this passes quickly only because we don't.
+        let hostile = with_params(&stored, "m=4194304,t=1,p=1");
+        assert_eq!(
+            h.verify(&pin(PIN), &hostile).unwrap_err(),
+            HashError::ParamsAboveCap {
+                param: "m_kib",
+                stored: 4_194_304,
+                cap: 65_536
+            }
+        );
+        let hostile = with_params(&stored, "m=64,t=4294967295,p=1");
+        assert_eq!(
+            h.verify(&pin(PIN), &hostile).unwrap_err(),
+            HashError::ParamsAboveCap {
+                param: "t_cost",
+                stored: u32::MAX,
+                cap: 4
+            }
+        );
+        let hostile = with_params(&stored, "m=64,t=1,p=8");
+        assert_eq!(
+            h.verify(&pin(PIN), &hostile).unwrap_err(),
+            HashError::ParamsAboveCap {
+                param: "p_cost",
+                stored: 8,
+                cap: 4
+            }
+        );
+        // Unknown key and hostile parameters: the parameters are refused first.
+        let hostile = PinHash {
+            key_id: KeyId(99),
+            ..with_params(&stored, "m=4194304,t=1,p=1")
+        };
+        assert!(matches!(
+            h.verify(&pin(PIN), &hostile),
+            Err(HashError::ParamsAboveCap { .. })
+        ));
+    }
+
+    #[test]
+    fn params_below_floor_are_refused() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        assert_eq!(
+            h.verify(&pin(PIN), &with_params(&stored, "m=16,t=1,p=1"))
+                .unwrap_err(),
+            HashError::ParamsBelowFloor {
+                param: "m_kib",
+                stored: 16,
+                floor: 32
+            }
+        );
+        let floor_0 = HashParams {
+            m_kib: 0,
+            t_cost: 0,
+            p_cost: 0,
+        };
+        let lax = Hasher::new(FAST, floor_0, CAP, Keyring::new(pepper(1, KEY_1))).unwrap();
+        // Within floor..=cap but refused by Argon2 itself: malformed, never hashed.
+        for params in ["m=64,t=0,p=1", "m=16,t=1,p=4", "m=4,t=1,p=1"] {
+            assert!(
+                matches!(
+                    lax.verify(&pin(PIN), &with_params(&stored, params)),
+                    Err(HashError::Malformed(_))
+                ),
+                "{params}"
+            );
+        }
+        let floor_t2 = HashParams { t_cost: 2, ..FLOOR };
+        let strict = Hasher::new(
+            HashParams { t_cost: 2, ..FAST },
+            floor_t2,
+            CAP,
+            Keyring::new(pepper(1, KEY_1)),
+        )
+        .unwrap();
+        assert_eq!(
+            strict.verify(&pin(PIN), &stored).unwrap_err(),
+            HashError::ParamsBelowFloor {
+                param: "t_cost",
+                stored: 1,
+                floor: 2
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        let fields: Vec<&str> = stored.phc.split('$').collect();
+        let (salt, hash) = (fields[4], fields[5]);
+        let long = "$".repeat(10_000);
+        let cases = [
+            String::new(),
+            "garbage".to_owned(),
+            "$".to_owned(),
+            "$argon2id".to_owned(),
+            "$argon2id$v=19".to_owned(),
+            "$argon2id$v=19$m=64,t=1,p=1".to_owned(),
+            format!("$argon2id$v=19$m=64,t=1,p=1${salt}"),
+            format!("$argon2id$m=64,t=1,p=1${salt}${hash}"),
+            format!("$argon2id$v=19$m=64,t=1${salt}${hash}"),
+            format!("$argon2id$v=19$m=64,t=1,p=1,m=64${salt}${hash}"),
+            format!("$argon2id$v=19$m=64,t=1,p=1,keyid=AAAA${salt}${hash}"),
+            format!("$argon2id$v=19$m=64,t=1,p=1,data=AAAA${salt}${hash}"),
+            format!("$argon2id$v=19$m=x,t=1,p=1${salt}${hash}"),
+            format!("$argon2id$v=19$m=99999999999,t=1,p=1${salt}${hash}"),
+            format!("$argon2id$v=19$m=64,t=1,p=1${salt}${}", &hash[..22]),
+            format!("$argon2id$v=19$m=64,t=1,p=1${salt}${hash}$extra"),
+            format!("$argon2id$v=19$m=64,t=1,p=1$!!!!${hash}"),
+            format!("$argon2id$v=19$m=64,t=1,p=1$é${hash}"),
+            format!("{}{long}", stored.phc),
+        ];
+        for phc in cases {
+            let bad = PinHash {
+                key_id: KeyId(1),
+                phc: phc.clone(),
+            };
+            let result = h.verify(&pin(PIN), &bad);
+            assert!(
+                matches!(result, Err(HashError::Malformed(_))),
+                "{phc:?}: {result:?}"
+            );
+            assert!(h.needs_rehash(&bad));
+        }
+    }
+
+    #[test]
+    fn other_algorithms_and_versions_are_refused() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        for alg in ["argon2i", "argon2d", "scrypt"] {
+            let bad = PinHash {
+                key_id: KeyId(1),
+                phc: stored.phc.replacen("argon2id", alg, 1),
+            };
+            assert_eq!(
+                h.verify(&pin(PIN), &bad).unwrap_err(),
+                HashError::UnsupportedAlgorithm
+            );
+        }
+        let bad = PinHash {
+            key_id: KeyId(1),
+            phc: stored.phc.replacen("v=19", "v=16", 1),
+        };
+        assert_eq!(
+            h.verify(&pin(PIN), &bad).unwrap_err(),
+            HashError::UnsupportedVersion { found: 16 }
+        );
+    }
+
+    #[test]
+    fn verify_dummy_always_mismatches() {
+        let h = hasher();
+        assert_eq!(h.verify_dummy(&pin(PIN)), Verified::Mismatch);
+        assert_eq!(h.verify_dummy(&pin("")), Verified::Mismatch);
+        let dummy_password = Pin::from_string(String::from_utf8(DUMMY_PASSWORD.to_vec()).unwrap());
+        assert_eq!(h.verify_dummy(&dummy_password), Verified::Mismatch);
+        // The dummy has the live parameters and the current key: it costs what a real verify costs.
+        assert!(h.dummy.phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(h.dummy.key_id, KeyId(1));
+        assert_eq!(
+            h.verify(&dummy_password, &h.dummy).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        let live = HashParams {
+            m_kib: 256,
+            t_cost: 2,
+            p_cost: 2,
+        };
+        let stronger = hasher_with(live, Keyring::new(pepper(4, KEY_2)));
+        assert!(
+            stronger
+                .dummy
+                .phc
+                .starts_with("$argon2id$v=19$m=256,t=2,p=2$")
+        );
+        assert_eq!(stronger.dummy.key_id, KeyId(4));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_output() {
+        // rule: BOTH-2
+        let keys = Keyring::new(pepper(2, KEY_2)).with_previous(pepper(1, KEY_1));
+        let h = hasher_with(FAST, keys);
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        let hostile = with_params(&stored, "m=4194304,t=1,p=1");
+        let texts = [
+            stored.phc.clone(),
+            format!("{stored:?}"),
+            format!("{h:?}"),
+            format!("{h:#?}"),
+            serde_json::to_string(&stored).unwrap(),
+            h.verify(&pin(PIN), &hostile).unwrap_err().to_string(),
+        ];
+        for text in &texts {
+            for key in [KEY_1, KEY_2] {
+                let raw = std::str::from_utf8(key).unwrap();
+                assert!(!text.contains(raw), "{text}");
+                assert!(!text.contains(&raw[..10]), "{text}");
+                assert!(!text.to_lowercase().contains(&hex(key)), "{text}");
+                assert!(!text.to_lowercase().contains(&hex(&key[..8])), "{text}");
+            }
+            assert!(!text.contains(PIN), "{text}");
+        }
+        let debug = format!("{h:?}");
+        assert!(debug.contains("m_kib: 64"), "{debug}");
+        assert_eq!(
+            format!("{:?}", h.keys),
+            "Keyring { current: KeyId(2), previous: [KeyId(1)], .. }"
+        );
+    }
+
+    #[test]
+    fn pin_hash_round_trips_through_serde() {
+        let stored = hasher().hash(&pin(PIN), &mut rng()).unwrap();
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<PinHash>(&json).unwrap(), stored);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn verify_never_panics_on_arbitrary_strings(phc in any::<String>(), id in 0u32..4) {
+            let h = hasher();
+            let stored = PinHash { key_id: KeyId(id), phc };
+            let _ = h.verify(&pin(PIN), &stored);
+            let _ = h.needs_rehash(&stored);
+        }
+
+        #[test]
+        fn verify_never_panics_on_phc_like_strings(
+            phc in "\\$argon2id\\$v=19\\$m=[0-9]{1,4},t=[0-9]{1,2},p=[0-9]{1,2}\\$[A-Za-z0-9+/]{0,30}\\$[A-Za-z0-9+/]{0,50}"
+        ) {
+            let cap = HashParams { m_kib: 256, t_cost: 2, p_cost: 2 };
+            let floor = HashParams { m_kib: 0, t_cost: 0, p_cost: 0 };
+            let h = Hasher::new(FAST, floor, cap, Keyring::new(pepper(1, KEY_1))).unwrap();
+            let result = h.verify(&pin(PIN), &PinHash { key_id: KeyId(1), phc });
+            let matched = matches!(result, Ok(Verified::Match { .. }));
+            prop_assert!(!matched);
+        }
     }
 }

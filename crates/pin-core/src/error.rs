@@ -1,0 +1,183 @@
+//! The crate's errors, kept apart by who must act: the caller misused the API or gave bad
+//! input ([`InputError`]), the rules forbid the action now ([`Refusal`]), or storage failed
+//! ([`StoreError`](crate::store::StoreError)). A wrong PIN is not an error: it is a
+//! [`VerifyOutcome`](crate::VerifyOutcome).
+
+use chrono::{DateTime, Utc};
+
+use crate::contact::ContactError;
+use crate::format::PinInputError;
+use crate::hash::HashError;
+use crate::policy::PolicyError;
+use crate::store::StoreError;
+use crate::tax_code::{TaxCode, TaxCodeError};
+
+/// Every failure of the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is malformed; nothing was changed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The rules forbid this action now; nothing was changed.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// No subject has this tax code.
+    #[error("no subject with tax code {0} is on record; enrol them first")]
+    UnknownSubject(TaxCode),
+    /// A subject with this tax code already exists.
+    #[error("a subject with tax code {0} is already on record")]
+    SubjectExists(TaxCode),
+    /// The e-mail address belongs to another NoiPA user (NOIPA-8).
+    #[error("this e-mail address is already registered to another NoiPA user; give a personal address (NOIPA-8)")]
+    EmailInUse,
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    /// A stored hash cannot be used (malformed, unknown key, parameters out of bounds).
+    #[error("stored PIN hash cannot be used: {0}")]
+    Hash(#[from] HashError),
+    /// The policy is not valid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The record kept changing under us; the action was not applied.
+    #[error("the record of {0} changed concurrently too many times; try again")]
+    Contention(TaxCode),
+}
+
+/// Malformed input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A bad tax code.
+    #[error("tax code: {0}")]
+    TaxCode(#[from] TaxCodeError),
+    /// A bad contact.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    /// A bad PIN.
+    #[error("PIN: {0}")]
+    Pin(#[from] PinInputError),
+    /// A contact the action needs is not on record or not given.
+    #[error("{what} is required: {why}")]
+    MissingContact {
+        /// Which contact.
+        what: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// The role does not belong to the subject's profile.
+    #[error("role {role} does not fit this action: {why}")]
+    Role {
+        /// The role.
+        role: &'static str,
+        /// Why not.
+        why: &'static str,
+    },
+    /// A receipt names a part that the current PIN does not have.
+    #[error("PIN serial {serial} has no part {part} on channel {channel}")]
+    UnknownPart {
+        /// Serial.
+        serial: u64,
+        /// Part number.
+        part: u8,
+        /// Channel.
+        channel: String,
+    },
+    /// A receipt tries to move a delivery backwards.
+    #[error("delivery of part {part} cannot go from {from} to {to}")]
+    DeliveryTransition {
+        /// Part number.
+        part: u8,
+        /// Present state.
+        from: String,
+        /// Requested state.
+        to: String,
+    },
+    /// The same contact kind was quoted twice where two different ones are needed.
+    #[error("quote two different contacts (e.g. e-mail and mobile), not the same kind twice")]
+    DuplicateContactKind,
+    /// An imported record is inconsistent.
+    #[error("import: {0}")]
+    Import(&'static str),
+}
+
+/// The rules forbid the action now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// This actor may not perform this action.
+    #[error("{actor} may not {action} ({rule})")]
+    Actor {
+        /// Actor kind.
+        actor: &'static str,
+        /// The action.
+        action: &'static str,
+        /// The rule that forbids it.
+        rule: &'static str,
+    },
+    /// Delegates are never admitted: the PIN is a digital identity (INPS-10).
+    #[error("delegates are not admitted: the person, or a guardian/curator/support administrator/parent with a declaration, must ask (INPS-10)")]
+    Delegate,
+    /// A parent may act only for a minor (INPS-10).
+    #[error("a parent may request the PIN only for a minor; this person is of age (INPS-10)")]
+    ParentOfAdult,
+    /// The action needs a PIN on record and there is none usable.
+    #[error("there is no usable PIN on record")]
+    NoPin,
+    /// The PIN is blocked; only a new issue unblocks (POL-5).
+    #[error("the PIN is blocked after too many wrong attempts; reset it (two registered contacts) or be identified again (POL-5)")]
+    Blocked,
+    /// A request is already waiting for outbound verification.
+    #[error("a request is already waiting for outbound verification by the contact centre")]
+    AlreadyPending,
+    /// No request is waiting for outbound verification.
+    #[error("no request is waiting for outbound verification")]
+    NothingPending,
+    /// An outside check (address, archives, document, health card) did not pass.
+    #[error("{0} check did not pass")]
+    CheckFailed(&'static str),
+    /// Support may re-send only after the waiting period from identification (NOIPA-5).
+    #[error("support may re-send only after {until}, 12 hours after identification (NOIPA-5)")]
+    ResendTooEarly {
+        /// Earliest time.
+        until: DateTime<Utc>,
+    },
+    /// Too many re-sends in the window (POL-4).
+    #[error("too many re-sends; the next is allowed after {until} (POL-4)")]
+    ResendLimit {
+        /// Earliest time.
+        until: DateTime<Utc>,
+    },
+    /// The PIN was already used or changed: a re-send would not help; reset instead.
+    #[error("the PIN on record was already used; a re-send is only for PINs not yet received — reset it instead")]
+    AlreadyUsed,
+    /// The action does not exist for this profile.
+    #[error("{action} is not available for {profile} subjects")]
+    NotForProfile {
+        /// The action.
+        action: &'static str,
+        /// The profile.
+        profile: &'static str,
+    },
+    /// The quoted contacts do not match two of those registered (INPS-14).
+    #[error("the contacts given do not match two of those registered at first registration (INPS-14)")]
+    ContactsDoNotMatch,
+    /// The proof of authentication is for an earlier PIN or another purpose.
+    #[error("authenticate again: the PIN changed since")]
+    StaleAuthentication,
+    /// The PIN is in a stage that does not allow the action.
+    #[error("the PIN is {stage}: {why}")]
+    Stage {
+        /// Present stage.
+        stage: &'static str,
+        /// What to do.
+        why: &'static str,
+    },
+    /// The new PIN equals the current one.
+    #[error("the new PIN must differ from the current one")]
+    SamePin,
+    /// The PIN already has the requested level.
+    #[error("the PIN is already of kind dispositivo")]
+    AlreadyDispositivo,
+}

@@ -1,0 +1,145 @@
+//! An in-memory [`Store`], for tests and for callers who need no persistence.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::audit::AuditEvent;
+use crate::command::AttemptsUpdate;
+use crate::store::{Loaded, Store, StoreError, next_attempts, reserve_rule, settle_rule};
+use crate::subject::{Attempts, Profile, Subject};
+use crate::tax_code::TaxCode;
+use crate::verify::{Reservation, Settlement};
+
+#[derive(Debug, Default)]
+struct Inner {
+    subjects: BTreeMap<TaxCode, (Subject, u64, Attempts)>,
+    audit: Vec<AuditEvent>,
+}
+
+/// A [`Store`] in memory, behind one mutex. Every operation is atomic.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written entry: every mutation
+        // below is a single assignment after all checks.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn email_taken(inner: &Inner, subject: &Subject) -> bool {
+    if subject.profile() != Profile::Noipa {
+        return false;
+    }
+    let Some(key) = subject.contacts.email.as_ref().map(crate::contact::Email::unique_key) else {
+        return false;
+    };
+    inner.subjects.values().any(|(other, _, _)| {
+        other.tax_code != subject.tax_code
+            && other.profile() == Profile::Noipa
+            && other.contacts.email.as_ref().map(crate::contact::Email::unique_key).as_ref()
+                == Some(&key)
+    })
+}
+
+impl Store for MemoryStore {
+    fn load(&self, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+        Ok(self.lock().subjects.get(tax_code).map(|(s, v, a)| Loaded {
+            subject: s.clone(),
+            version: *v,
+            attempts: *a,
+        }))
+    }
+
+    fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        if inner.subjects.contains_key(&subject.tax_code) {
+            return Err(StoreError::Exists);
+        }
+        if email_taken(&inner, subject) {
+            return Err(StoreError::EmailTaken);
+        }
+        let attempts = next_attempts(Attempts::default(), subject, AttemptsUpdate::Fresh);
+        inner.subjects.insert(subject.tax_code.clone(), (subject.clone(), 1, attempts));
+        inner.audit.extend_from_slice(audit);
+        Ok(1)
+    }
+
+    fn save(
+        &self,
+        subject: &Subject,
+        expected: u64,
+        attempts: AttemptsUpdate,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let (version, counter) = match inner.subjects.get(&subject.tax_code) {
+            None => return Err(StoreError::NotFound),
+            Some((_, v, _)) if *v != expected => return Err(StoreError::Conflict),
+            Some((_, v, a)) => (*v, *a),
+        };
+        if email_taken(&inner, subject) {
+            return Err(StoreError::EmailTaken);
+        }
+        let next = version.checked_add(1).ok_or(StoreError::Conflict)?;
+        let counter = next_attempts(counter, subject, attempts);
+        inner.subjects.insert(subject.tax_code.clone(), (subject.clone(), next, counter));
+        inner.audit.extend_from_slice(audit);
+        Ok(next)
+    }
+
+    fn reserve_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+    ) -> Result<Reservation, StoreError> {
+        let mut inner = self.lock();
+        let (subject, _, counter) =
+            inner.subjects.get_mut(tax_code).ok_or(StoreError::NotFound)?;
+        let current = subject.credential.as_ref().map(|c| c.serial);
+        let (answer, next) = reserve_rule(*counter, current, serial, limit);
+        *counter = next;
+        Ok(answer)
+    }
+
+    fn settle_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+        settlement: Settlement,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some((_, _, counter)) = inner.subjects.get_mut(tax_code) {
+            *counter = settle_rule(*counter, serial, limit, settlement);
+        }
+        inner.audit.push(audit.clone());
+        Ok(())
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.lock().audit.extend_from_slice(events);
+        Ok(())
+    }
+
+    fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .filter(|e| tax_code.is_none_or(|t| &e.subject == t))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,526 @@
+//! [`PinService`]: the blocking driver that carries out the machine's decisions.
+//!
+//! For a command: load → decide (generating and hashing happen here, outside any storage
+//! lock) → compare-and-swap save with the audit events (retried on conflict) → deliver →
+//! record the receipts. For a verify: load → plan → reserve an attempt durably → compare
+//! outside any lock → settle.
+
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, SeedableRng};
+
+use crate::actor::Actor;
+use crate::command::{Advice, AttemptsUpdate, Check, Command, Decision, Effect, NewPin};
+use crate::contact::Contacts;
+use crate::error::{Error, InputError, Refusal};
+use crate::format::{self, PinFormat};
+use crate::hash::{Hasher, Keyring, PinHash, Verified};
+use crate::machine::{self, Context, Mint};
+use crate::notify::{DeliveryError, Notifier, Receipt};
+use crate::policy::Policy;
+use crate::secret::Pin;
+use crate::store::{Loaded, Store, StoreError};
+use crate::subject::{Attempts, Channel, DeliveryState, Subject};
+use crate::tax_code::TaxCode;
+use crate::verify::{self, Plan, Purpose, Reservation, VerifyOutcome};
+
+/// How many times a command is re-decided when the record changed under it.
+const CAS_RETRIES: usize = 8;
+
+/// What happened to one delivery.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryReport {
+    /// Credential serial.
+    pub serial: u64,
+    /// Part number.
+    pub part: u8,
+    /// Number of parts.
+    pub of: u8,
+    /// Channel.
+    pub channel: Channel,
+    /// State after the attempt.
+    pub state: DeliveryState,
+    /// The channel's error, if any (never contains the secret).
+    pub error: Option<String>,
+}
+
+/// The result of a command.
+#[derive(Debug)]
+#[must_use]
+pub struct Executed {
+    /// The record as saved (after the delivery receipts).
+    pub subject: Subject,
+    /// One report per message.
+    pub deliveries: Vec<DeliveryReport>,
+    /// Advice for the caller.
+    pub advice: Vec<Advice>,
+    /// A PIN generated at the subject's own request, to show to that subject alone.
+    pub revealed: Option<Pin>,
+}
+
+/// The result of a verify.
+#[derive(Debug)]
+#[must_use]
+pub struct Verification {
+    /// The outcome.
+    pub outcome: VerifyOutcome,
+    /// Proof for a follow-up command, when the PIN matched.
+    pub proof: Option<crate::command::Authenticated>,
+}
+
+/// The result of a change of PIN.
+#[derive(Debug)]
+#[must_use]
+pub enum ChangeOutcome {
+    /// Changed; `revealed` holds the PIN the system generated, for the subject alone.
+    Changed {
+        /// The generated PIN, when the system chose it.
+        revealed: Option<Pin>,
+    },
+    /// The current PIN did not authenticate: nothing changed.
+    NotAuthenticated(VerifyOutcome),
+}
+
+/// A subject's state, for display. Holds no secret.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    /// The record.
+    pub subject: Subject,
+    /// The attempt counter.
+    pub attempts: Attempts,
+    /// Whether the current PIN is locked.
+    pub locked: bool,
+    /// Wrong attempts left.
+    pub remaining_attempts: u32,
+    /// When the periodic change is due.
+    pub rotation_due: Option<DateTime<Utc>>,
+    /// When an unused PIN stops working.
+    pub unused_deadline: Option<DateTime<Utc>>,
+}
+
+/// The driver: a store, a notifier, the policy, the hasher and a random generator.
+pub struct PinService<S, N, R> {
+    store: S,
+    notifier: N,
+    policy: Policy,
+    hasher: Hasher,
+    rng: Mutex<R>,
+}
+
+impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { store: _, notifier: _, policy, hasher, rng: _ } = self;
+        f.debug_struct("PinService")
+            .field("policy", policy)
+            .field("hasher", hasher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service's [`Mint`]: draws from the shared generator under its mutex only for the
+/// moment of the draw, then hashes without holding anything.
+struct ServiceMint<'a, R> {
+    hasher: &'a Hasher,
+    rng: &'a Mutex<R>,
+}
+
+impl<R: CryptoRng> ServiceMint<'_, R> {
+    fn local_rng(&self) -> ChaCha20Rng {
+        let mut seed = [0u8; 32];
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner).fill_bytes(&mut seed);
+        ChaCha20Rng::from_seed(seed)
+    }
+}
+
+impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
+    fn generate(&mut self, format: PinFormat) -> Pin {
+        format::generate(format, &mut *self.rng.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+    fn seal(&mut self, pin: &Pin) -> Result<PinHash, Error> {
+        Ok(self.hasher.hash(pin, &mut self.local_rng())?)
+    }
+    fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
+        Ok(matches!(self.hasher.verify(pin, hash)?, Verified::Match { .. }))
+    }
+}
+
+fn store_err(tax: &TaxCode, e: StoreError) -> Error {
+    match e {
+        StoreError::EmailTaken => Error::EmailInUse,
+        StoreError::Exists => Error::SubjectExists(tax.clone()),
+        StoreError::NotFound => Error::UnknownSubject(tax.clone()),
+        other => Error::Store(other),
+    }
+}
+
+impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
+    /// A service over `store` and `notifier`, with `policy`, the pepper `keys`, and a
+    /// cryptographic generator (e.g. `ChaCha20Rng` seeded from the OS by the caller).
+    ///
+    /// # Errors
+    /// [`Error::Hash`] when the policy's Argon2 parameters are refused.
+    pub fn new(store: S, notifier: N, policy: Policy, keys: Keyring, rng: R) -> Result<Self, Error> {
+        let hasher = Hasher::new(policy.hash_live(), policy.hash_floor(), policy.hash_cap(), keys)?;
+        Ok(Self { store, notifier, policy, hasher, rng: Mutex::new(rng) })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &N {
+        &self.notifier
+    }
+
+    /// The hasher (for importing pre-computed hashes with the same keys).
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    fn mint(&self) -> ServiceMint<'_, R> {
+        ServiceMint { hasher: &self.hasher, rng: &self.rng }
+    }
+
+    fn load(&self, tax: &TaxCode) -> Result<Option<Loaded>, Error> {
+        self.store.load(tax).map_err(|e| store_err(tax, e))
+    }
+
+    /// Performs `command` by `actor` on subject `tax`, at `now`.
+    ///
+    /// # Errors
+    /// Whatever the machine refuses ([`Error::Input`], [`Error::Refused`],
+    /// [`Error::UnknownSubject`], [`Error::SubjectExists`], [`Error::EmailInUse`]), storage
+    /// failures, and [`Error::Contention`] when the record kept changing. On error nothing
+    /// was saved and nothing delivered.
+    pub fn execute(
+        &self,
+        tax: &TaxCode,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Executed, Error> {
+        let ctx = Context { now, policy: &self.policy };
+        for _ in 0..CAS_RETRIES {
+            let loaded = self.load(tax)?;
+            let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
+            let decision = machine::decide(
+                tax,
+                loaded.as_ref().map(|l| &l.subject),
+                &attempts,
+                actor,
+                command,
+                &ctx,
+                &mut self.mint(),
+            )?;
+            let Decision { next, attempts: update, audit, effects } = decision;
+            let saved = match &loaded {
+                None => self.store.create(&next, &audit),
+                Some(l) => self.store.save(&next, l.version, update, &audit),
+            };
+            let version = match saved {
+                Ok(v) => v,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(store_err(tax, e)),
+            };
+            return self.carry_out(next, version, effects, now);
+        }
+        Err(Error::Contention(tax.clone()))
+    }
+
+    /// Delivers the messages of a saved decision and records their receipts.
+    fn carry_out(
+        &self,
+        subject: Subject,
+        version: u64,
+        effects: Vec<Effect>,
+        now: DateTime<Utc>,
+    ) -> Result<Executed, Error> {
+        let mut advice = Vec::new();
+        let mut revealed = None;
+        let mut deliveries = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Advise(a) => advice.push(a),
+                Effect::Reveal(pin) => revealed = Some(pin),
+                Effect::Deliver(d) => {
+                    let (state, error) = match self.notifier.deliver(&d) {
+                        Ok(Receipt::Sent) => (DeliveryState::Sent, None),
+                        Ok(Receipt::Confirmed) => (DeliveryState::Confirmed, None),
+                        Err(e @ DeliveryError::Refused(_)) => {
+                            (DeliveryState::Failed, Some(e.to_string()))
+                        }
+                        Err(e) => (DeliveryState::Pending, Some(e.to_string())),
+                    };
+                    deliveries.push(DeliveryReport {
+                        serial: d.serial,
+                        part: d.part,
+                        of: d.of,
+                        channel: d.channel,
+                        state,
+                        error,
+                    });
+                }
+            }
+        }
+        let subject = if deliveries.iter().any(|d| d.state != DeliveryState::Pending) {
+            self.record_receipts(subject, version, &deliveries, now)?
+        } else {
+            subject
+        };
+        Ok(Executed { subject, deliveries, advice, revealed })
+    }
+
+    /// Records delivery receipts as `Receipt` commands of the system, in one save.
+    fn record_receipts(
+        &self,
+        mut subject: Subject,
+        mut version: u64,
+        reports: &[DeliveryReport],
+        now: DateTime<Utc>,
+    ) -> Result<Subject, Error> {
+        let ctx = Context { now, policy: &self.policy };
+        let tax = subject.tax_code.clone();
+        for _ in 0..CAS_RETRIES {
+            let mut next = subject.clone();
+            let mut audit = Vec::new();
+            for r in reports.iter().filter(|r| r.state != DeliveryState::Pending) {
+                let cmd = Command::Receipt {
+                    serial: r.serial,
+                    part: r.part,
+                    channel: r.channel,
+                    state: r.state,
+                };
+                let d = machine::decide(
+                    &tax,
+                    Some(&next),
+                    &Attempts::default(),
+                    &Actor::System,
+                    &cmd,
+                    &ctx,
+                    &mut self.mint(),
+                );
+                // A receipt the record no longer accepts (e.g. a concurrent receipt got
+                // there first) is not worth failing a command that already delivered.
+                if let Ok(d) = d {
+                    next = d.next;
+                    audit.extend(d.audit);
+                }
+            }
+            match self.store.save(&next, version, AttemptsUpdate::Keep, &audit) {
+                Ok(_) => return Ok(next),
+                Err(StoreError::Conflict) => {
+                    let l = self.load(&tax)?.ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
+                    subject = l.subject;
+                    version = l.version;
+                }
+                Err(e) => return Err(store_err(&tax, e)),
+            }
+        }
+        Err(Error::Contention(tax))
+    }
+
+    /// Verifies `input` as the PIN of `tax` for a service requiring `required`.
+    ///
+    /// A subject not on record, or with no usable PIN, gets [`VerifyOutcome::NoPin`] after a
+    /// dummy hash of the same cost.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `input` cannot be a PIN of the subject's kind (no attempt is
+    /// counted); [`Error::Hash`] when the stored hash cannot be used; storage failures.
+    pub fn verify(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        required: crate::subject::Level,
+        now: DateTime<Utc>,
+    ) -> Result<VerifyOutcome, Error> {
+        Ok(self.authenticate(tax, input, Purpose::Access { required }, now)?.outcome)
+    }
+
+    /// Verifies `input` for `purpose`, returning the proof a follow-up command needs.
+    ///
+    /// # Errors
+    /// As [`PinService::verify`].
+    pub fn authenticate(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<Verification, Error> {
+        for _ in 0..CAS_RETRIES {
+            let loaded = self.load(tax)?;
+            let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
+            let subject = loaded.as_ref().map(|l| &l.subject);
+            match verify::plan(subject, &attempts, purpose, now, &self.policy) {
+                Plan::Done { outcome, dummy, audit } => {
+                    if dummy {
+                        let _ = self.hasher.verify_dummy(&Pin::from_string(input.chars().take(64).collect()));
+                    }
+                    if let Some(ev) = audit {
+                        self.store.append_audit(&[ev]).map_err(|e| store_err(tax, e))?;
+                    }
+                    return Ok(Verification { outcome, proof: None });
+                }
+                Plan::Compare { serial, limit, format, hash } => {
+                    let pin = format::parse_input(format, input).map_err(InputError::from)?;
+                    let Some(loaded) = loaded else { return Err(Error::UnknownSubject(tax.clone())) };
+                    let failures = match self
+                        .store
+                        .reserve_attempt(tax, serial, limit)
+                        .map_err(|e| store_err(tax, e))?
+                    {
+                        Reservation::Stale => continue,
+                        Reservation::Locked => {
+                            let f = verify::finish(&loaded.subject, limit, false, purpose, now, &self.policy);
+                            self.store.append_audit(&[f.audit]).map_err(|e| store_err(tax, e))?;
+                            return Ok(Verification { outcome: VerifyOutcome::Locked, proof: None });
+                        }
+                        Reservation::Granted { failures } => failures,
+                    };
+                    // The attempt is counted durably; now the compare, outside any lock. A
+                    // hash error leaves the attempt counted, which is the safe side.
+                    let verified = self.hasher.verify(&pin, &hash)?;
+                    let matched = matches!(verified, Verified::Match { .. });
+                    let finished =
+                        verify::finish(&loaded.subject, failures, matched, purpose, now, &self.policy);
+                    self.store
+                        .settle_attempt(tax, serial, limit, finished.settle, &finished.audit)
+                        .map_err(|e| store_err(tax, e))?;
+                    let rehash = matches!(verified, Verified::Match { needs_rehash: true });
+                    if finished.update.is_some() || rehash {
+                        self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin), now);
+                    }
+                    return Ok(Verification { outcome: finished.outcome, proof: finished.proof });
+                }
+            }
+        }
+        Err(Error::Contention(tax.clone()))
+    }
+
+    /// Best effort after a match: save the first-use confirmation and upgrade the hash to
+    /// the live parameters and key. A conflict means someone else changed the record, which
+    /// then wins; the next successful verify tries again.
+    fn refresh_after_match(
+        &self,
+        loaded: Loaded,
+        update: Option<Subject>,
+        rehash: Option<&Pin>,
+        now: DateTime<Utc>,
+    ) {
+        let _ = now;
+        let mut next = update.unwrap_or_else(|| loaded.subject.clone());
+        if let (Some(pin), Some(cred)) = (rehash, next.credential.as_mut()) {
+            match self.mint().seal(pin) {
+                Ok(h) => cred.hash = h,
+                Err(_) => return,
+            }
+        }
+        let _ = self.store.save(&next, loaded.version, AttemptsUpdate::Keep, &[]);
+    }
+
+    /// Changes the subject's PIN (INPS-3 first access, INPS-4/INPS-11 rotation): `current`
+    /// authenticates; `new` is the chosen 8-character PIN, or `None` for one generated by
+    /// the system and returned to the subject alone.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `new` is not an acceptable PIN (checked before any attempt is
+    /// counted), refusals of the machine, storage failures.
+    pub fn change_pin(
+        &self,
+        tax: &TaxCode,
+        current: &str,
+        new: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ChangeOutcome, Error> {
+        let new = match new {
+            Some(text) => {
+                NewPin::Chosen(format::parse_chosen(PinFormat::InpsInUse8, text).map_err(InputError::from)?)
+            }
+            None => NewPin::Generated,
+        };
+        let v = self.authenticate(tax, current, Purpose::Change, now)?;
+        let Some(authenticated) = v.proof else {
+            return Ok(ChangeOutcome::NotAuthenticated(v.outcome));
+        };
+        let done =
+            self.execute(tax, &Actor::Subject, &Command::ChangePin { authenticated, new }, now)?;
+        Ok(ChangeOutcome::Changed { revealed: done.revealed })
+    }
+
+    /// Activates a pre-assigned PIN (INPS-8): the person types the letter's half and the
+    /// health-card registry's answer is given; the second half is then sent.
+    ///
+    /// # Errors
+    /// [`Refusal::CheckFailed`] when the health card did not match (no attempt counted),
+    /// [`Error::Input`] for a malformed half, refusals, storage failures. A wrong half is
+    /// an outcome: `Ok(Err(outcome))`.
+    pub fn activate(
+        &self,
+        tax: &TaxCode,
+        first_half: &str,
+        health_card: Check,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Executed, VerifyOutcome>, Error> {
+        if health_card == Check::Failed {
+            return Err(Refusal::CheckFailed("health card").into());
+        }
+        let half = format::parse_input(PinFormat::InpsInUse8, first_half).map_err(InputError::from)?;
+        let v = self.authenticate(tax, first_half, Purpose::Activate, now)?;
+        let Some(authenticated) = v.proof else { return Ok(Err(v.outcome)) };
+        let cmd = Command::Activate { authenticated, first_half: half, health_card };
+        Ok(Ok(self.execute(tax, &Actor::Subject, &cmd, now)?))
+    }
+
+    /// Changes contacts as the subject, authenticated with the PIN (NOIPA-9).
+    ///
+    /// # Errors
+    /// As [`PinService::execute`]; a PIN that does not authenticate is `Ok(Err(outcome))`.
+    pub fn change_contacts_with_pin(
+        &self,
+        tax: &TaxCode,
+        pin: &str,
+        contacts: Contacts,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Executed, VerifyOutcome>, Error> {
+        let v = self.authenticate(
+            tax,
+            pin,
+            Purpose::Access { required: crate::subject::Level::Online },
+            now,
+        )?;
+        let Some(authenticated) = v.proof else { return Ok(Err(v.outcome)) };
+        let cmd = Command::ChangeContacts { contacts, authenticated: Some(authenticated) };
+        Ok(Ok(self.execute(tax, &Actor::Subject, &cmd, now)?))
+    }
+
+    /// The subject's state at `now`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSubject`], storage failures.
+    pub fn status(&self, tax: &TaxCode, now: DateTime<Utc>) -> Result<Status, Error> {
+        let _ = now;
+        let l = self.load(tax)?.ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
+        let limit = self.policy.lockout(l.subject.profile());
+        let current = l.subject.credential.as_ref().map(|c| c.serial);
+        let counter = if current == Some(l.attempts.serial) { l.attempts } else { Attempts::default() };
+        let cred = l.subject.credential.as_ref();
+        Ok(Status {
+            locked: current.is_some() && counter.is_locked(limit),
+            remaining_attempts: limit.saturating_sub(counter.failures),
+            rotation_due: cred.and_then(|c| c.rotation_due(l.subject.role, &self.policy)),
+            unused_deadline: cred.and_then(|c| c.unused_deadline(&self.policy)),
+            attempts: counter,
+            subject: l.subject,
+        })
+    }
+}

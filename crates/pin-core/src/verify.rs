@@ -1,0 +1,315 @@
+//! Verifying a PIN, in three steps that let the store count the attempt *before* the
+//! compare — as a smart card decrements its try counter first — so that neither
+//! concurrency nor a crash can give an attacker a free guess:
+//!
+//! 1. [`plan`]: from the record and counter, either an outcome that needs no compare
+//!    (locked, no PIN, expired unused PIN) or [`Plan::Compare`].
+//! 2. The driver reserves an attempt in the store (an atomic, durable increment that is
+//!    refused once the limit is reached), then compares with the [`crate::Hasher`] outside
+//!    any storage lock.
+//! 3. [`finish`]: the typed outcome, the proof of authentication when the PIN matched, the
+//!    settlement for the store and the record update (first use confirms delivery, NOIPA-7).
+//!
+//! Consecutive failures reset only on success. A blocked PIN stays blocked for good (POL-5).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::actor::Actor;
+use crate::audit::AuditEvent;
+use crate::command::Authenticated;
+use crate::format::PinFormat;
+use crate::hash::PinHash;
+use crate::policy::Policy;
+use crate::subject::{Attempts, DeliveryState, Level, Profile, Stage, Subject};
+
+/// Why the PIN is being verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Access to a service requiring `required` (INPS-1; ignored for NoiPA's single level).
+    Access {
+        /// The level the service requires.
+        required: Level,
+    },
+    /// Authenticate to change the PIN (INPS-3, INPS-11): an initial or expired PIN is
+    /// enough.
+    Change,
+    /// Prove the first half of a pre-assigned PIN (INPS-8).
+    Activate,
+}
+
+/// Why a correct PIN no longer opens anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryReason {
+    /// The periodic change is due (INPS-11): change the PIN.
+    Rotation,
+    /// The PIN was issued and never used within its validity: ask for a new one.
+    UnusedInitial,
+}
+
+/// What a verify tells the caller — what a PKCS#11 token would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+#[must_use]
+pub enum VerifyOutcome {
+    /// The PIN is right and opens the service.
+    Accepted {
+        /// Level of the PIN.
+        level: Level,
+        /// When the periodic change falls due, if the role rotates.
+        rotation_due: Option<DateTime<Utc>>,
+        /// This was the first use, which confirmed the delivery (NOIPA-7).
+        first_use: bool,
+    },
+    /// The PIN is wrong.
+    Rejected {
+        /// Attempts left before the PIN is blocked.
+        remaining_attempts: u32,
+        /// The next wrong attempt blocks the PIN.
+        final_try: bool,
+    },
+    /// The PIN is blocked (INPS-12, POL-1); only a new issue helps (POL-5).
+    Locked,
+    /// The PIN is right but is the 16-character initial one: change it first (INPS-3).
+    MustChange,
+    /// The PIN is right but expired.
+    Expired {
+        /// Why.
+        reason: ExpiryReason,
+    },
+    /// The PIN is right but of a lower level than the service requires (INPS-1).
+    InsufficientLevel {
+        /// The PIN's level.
+        have: Level,
+        /// The service's requirement.
+        need: Level,
+    },
+    /// There is no usable PIN (also the answer for a subject not on record, at the same
+    /// cost).
+    NoPin,
+}
+
+impl VerifyOutcome {
+    /// A stable snake-case name (`accepted`, `rejected`, `locked`, …).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Accepted { .. } => "accepted",
+            Self::Rejected { .. } => "rejected",
+            Self::Locked => "locked",
+            Self::MustChange => "must_change",
+            Self::Expired { .. } => "expired",
+            Self::InsufficientLevel { .. } => "insufficient_level",
+            Self::NoPin => "no_pin",
+        }
+    }
+}
+
+/// Step 1's answer.
+#[derive(Debug)]
+#[must_use]
+pub enum Plan {
+    /// No compare is needed: this is the outcome. The driver still performs a dummy verify
+    /// when `dummy` is set, so that the answer costs the same as a real compare.
+    Done {
+        /// The outcome.
+        outcome: VerifyOutcome,
+        /// Spend the cost of a hash.
+        dummy: bool,
+        /// Audit event to append, if any.
+        audit: Option<AuditEvent>,
+    },
+    /// Reserve an attempt on `serial` under `limit`, then compare the input, parsed as
+    /// `format`, with `hash`.
+    Compare {
+        /// Credential serial.
+        serial: u64,
+        /// Lockout limit.
+        limit: u32,
+        /// How to parse the input.
+        format: PinFormat,
+        /// The stored hash.
+        hash: PinHash,
+    },
+}
+
+fn event(subject: &Subject, now: DateTime<Utc>, purpose: Purpose, outcome: &str) -> AuditEvent {
+    AuditEvent {
+        at: now,
+        subject: subject.tax_code.clone(),
+        actor: Actor::Subject.label(),
+        action: match purpose {
+            Purpose::Access { .. } => "verify",
+            Purpose::Change => "authenticate_for_change",
+            Purpose::Activate => "authenticate_for_activation",
+        }
+        .to_owned(),
+        outcome: outcome.to_owned(),
+        serial: subject.credential.as_ref().map(|c| c.serial),
+        channels: Vec::new(),
+        detail: String::new(),
+    }
+}
+
+/// Step 1: decides whether a compare is needed.
+pub fn plan(
+    subject: Option<&Subject>,
+    attempts: &Attempts,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Plan {
+    let none = |audit| Plan::Done { outcome: VerifyOutcome::NoPin, dummy: true, audit };
+    let Some(subject) = subject else { return none(None) };
+    let Some(cred) = subject.credential.as_ref() else {
+        return none(Some(event(subject, now, purpose, "no_pin")));
+    };
+    let wanted_stage = match purpose {
+        Purpose::Activate => cred.stage == Stage::AwaitingActivation,
+        Purpose::Access { .. } | Purpose::Change => cred.stage != Stage::AwaitingActivation,
+    };
+    if !wanted_stage {
+        return none(Some(event(subject, now, purpose, "no_pin")));
+    }
+    let limit = policy.lockout(subject.profile());
+    if attempts.serial == cred.serial && attempts.is_locked(limit) {
+        return Plan::Done {
+            outcome: VerifyOutcome::Locked,
+            dummy: false,
+            audit: Some(event(subject, now, purpose, "locked")),
+        };
+    }
+    if cred.unused_deadline(policy).is_some_and(|d| now >= d) {
+        return Plan::Done {
+            outcome: VerifyOutcome::Expired { reason: ExpiryReason::UnusedInitial },
+            dummy: false,
+            audit: Some(event(subject, now, purpose, "expired_unused")),
+        };
+    }
+    Plan::Compare { serial: cred.serial, limit, format: cred.format, hash: cred.hash.clone() }
+}
+
+/// What the store answered to the reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved: the count of failures including this attempt.
+    Granted {
+        /// Failures counted, this attempt included.
+        failures: u32,
+    },
+    /// The limit is reached: no compare.
+    Locked,
+    /// The serial is no longer current: reload and plan again.
+    Stale,
+}
+
+/// How the store settles a granted reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// The PIN matched: failures go back to zero (unless the PIN was blocked meanwhile,
+    /// which a success never undoes).
+    Success,
+    /// The PIN did not match: the reserved failure stays, and reaching the limit blocks
+    /// the PIN for good.
+    Failure,
+}
+
+/// Step 3's answer.
+#[derive(Debug)]
+#[must_use]
+pub struct Finished {
+    /// The outcome.
+    pub outcome: VerifyOutcome,
+    /// Proof for a follow-up command, when the PIN matched and the purpose allows it.
+    pub proof: Option<Authenticated>,
+    /// How to settle the reservation.
+    pub settle: Settlement,
+    /// The record to save (compare-and-swap) when the first use confirms delivery.
+    pub update: Option<Subject>,
+    /// Audit event, stored with the settlement.
+    pub audit: AuditEvent,
+}
+
+/// Step 3: the outcome of a compare whose reservation counted `failures` (this attempt
+/// included).
+pub fn finish(
+    subject: &Subject,
+    failures: u32,
+    matched: bool,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Finished {
+    let limit = policy.lockout(subject.profile());
+    let Some(cred) = subject.credential.as_ref() else {
+        return Finished {
+            outcome: VerifyOutcome::NoPin,
+            proof: None,
+            settle: Settlement::Failure,
+            update: None,
+            audit: event(subject, now, purpose, "no_pin"),
+        };
+    };
+    if !matched {
+        let remaining = limit.saturating_sub(failures);
+        let outcome = if remaining == 0 {
+            VerifyOutcome::Locked
+        } else {
+            VerifyOutcome::Rejected { remaining_attempts: remaining, final_try: remaining == 1 }
+        };
+        let name = if remaining == 0 { "rejected_now_locked" } else { "rejected" };
+        return Finished {
+            outcome,
+            proof: None,
+            settle: Settlement::Failure,
+            update: None,
+            audit: event(subject, now, purpose, name),
+        };
+    }
+    let first_use = cred.first_used_at.is_none();
+    let update = first_use.then(|| {
+        let mut next = subject.clone();
+        if let Some(c) = next.credential.as_mut() {
+            if c.stage != Stage::AwaitingActivation {
+                c.first_used_at = Some(now);
+            }
+            for p in &mut c.parts {
+                if p.state != DeliveryState::Confirmed {
+                    p.state = DeliveryState::Confirmed;
+                    p.updated_at = now;
+                }
+            }
+        }
+        next
+    });
+    let proof = Authenticated { serial: cred.serial, stage: cred.stage };
+    let rotation_due = cred.rotation_due(subject.role, policy);
+    let expired = rotation_due.is_some_and(|d| now >= d);
+    let (outcome, proof) = match purpose {
+        Purpose::Activate => (VerifyOutcome::MustChange, Some(proof)),
+        Purpose::Change => (
+            if cred.stage == Stage::MustChange {
+                VerifyOutcome::MustChange
+            } else if expired {
+                VerifyOutcome::Expired { reason: ExpiryReason::Rotation }
+            } else {
+                VerifyOutcome::Accepted { level: cred.level, rotation_due, first_use }
+            },
+            Some(proof),
+        ),
+        Purpose::Access { required } => {
+            if cred.stage == Stage::MustChange {
+                (VerifyOutcome::MustChange, None)
+            } else if expired {
+                (VerifyOutcome::Expired { reason: ExpiryReason::Rotation }, None)
+            } else if subject.profile() == Profile::Inps && cred.level < required {
+                (VerifyOutcome::InsufficientLevel { have: cred.level, need: required }, None)
+            } else {
+                (VerifyOutcome::Accepted { level: cred.level, rotation_due, first_use }, Some(proof))
+            }
+        }
+    };
+    let audit = event(subject, now, purpose, outcome.name());
+    Finished { outcome, proof, settle: Settlement::Success, update, audit }
+}
