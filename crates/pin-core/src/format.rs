@@ -14,6 +14,24 @@
 //! Parsing ([`parse_input`], [`parse_any_inps`], [`parse_chosen`]) turns what a
 //! person typed into a [`Pin`]. Errors say which position is wrong and what kind
 //! of character is expected, but never echo what was typed.
+//!
+//! ```
+//! use pin_core::format::{PinFormat, PinInputError, generate, is_trivial, parse_chosen};
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! # fn main() -> Result<(), PinInputError> {
+//! let pin = generate(PinFormat::InpsInUse8, &mut ChaCha20Rng::seed_from_u64(7));
+//! assert_eq!(pin.len(), 8);
+//! assert!(!is_trivial(pin.expose_secret()));
+//!
+//! let refused = parse_chosen(PinFormat::NoipaDigits5, "12345").map(|_| ());
+//! assert_eq!(refused, Err(PinInputError::Trivial));
+//! let chosen = parse_chosen(PinFormat::InpsInUse8, " r7kx2mq9\r\n")?;
+//! assert_eq!(chosen.expose_secret(), "R7KX2MQ9");
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::secret::Pin;
 use rand_core::CryptoRng;

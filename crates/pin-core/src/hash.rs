@@ -19,6 +19,30 @@
 //! the caller can store a fresh hash after a successful login; a wrong PIN is
 //! [`Verified::Mismatch`], never an error. [`Hasher::verify_dummy`] costs what
 //! a real verification costs, for subjects that do not exist.
+//!
+//! ```
+//! use pin_core::format::{PinFormat, parse_input};
+//! use pin_core::hash::{HashParams, Hasher, Keyring, Verified};
+//! use pin_core::secret::{KeyId, Pepper};
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pepper = Pepper::new(KeyId(1), b"a 32-byte key kept out of the db")?;
+//! // In production: live = HashParams::RECOMMENDED.
+//! let fast = HashParams::INSECURE_FAST_FOR_TESTS;
+//! let hasher = Hasher::new(fast, fast, HashParams::RECOMMENDED, Keyring::new(pepper))?;
+//!
+//! let pin = parse_input(PinFormat::NoipaDigits5, "48213\n")?;
+//! let stored = hasher.hash(&pin, &mut ChaCha20Rng::seed_from_u64(1))?;
+//! assert!(stored.phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+//! assert_eq!(hasher.verify(&pin, &stored)?, Verified::Match { needs_rehash: false });
+//!
+//! let wrong = parse_input(PinFormat::NoipaDigits5, "48214")?;
+//! assert_eq!(hasher.verify(&wrong, &stored)?, Verified::Mismatch);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::secret::{KeyId, Pepper, Pin};
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};

@@ -4,6 +4,8 @@
 pub mod actor;
 pub mod audit;
 pub mod command;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod contact;
 pub mod error;
 pub mod format;
