@@ -15,6 +15,7 @@ pub mod memory;
 pub mod notify;
 pub mod policy;
 pub mod secret;
+pub mod self_service;
 pub mod service;
 pub mod store;
 pub mod subject;

@@ -3,3 +3,7 @@
 
 mod harness;
 mod smoke;
+mod both;
+mod inps;
+mod model;
+mod noipa;

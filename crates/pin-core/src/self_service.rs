@@ -1,0 +1,59 @@
+//! NoiPA self-services that need the PIN or the CNS (NOIPA-10, NOIPA-11).
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Authenticated, Check};
+use crate::error::Refusal;
+use crate::subject::{Profile, Subject};
+
+/// A NoiPA self-service that requires the PIN or the CNS (NOIPA-11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfService {
+    /// *Piccolo prestito*: small loan.
+    SmallLoan,
+    /// Complementary pension.
+    ComplementaryPension,
+    /// Change of e-mail and phone.
+    ContactChange,
+    /// Family deductions.
+    FamilyDeductions,
+    /// Residence change.
+    ResidenceChange,
+    /// *730* tax assistance.
+    TaxAssistance730,
+    /// Salary payment method change.
+    SalaryPaymentMethod,
+}
+
+/// How the person proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Proof<'a> {
+    /// The PIN, verified by [`crate::service::PinService::authenticate`].
+    Pin(&'a Authenticated),
+    /// The *CNS* (national service card), checked by the card reader's middleware.
+    Cns(Check),
+}
+
+/// Whether `subject` may use `service` with `proof` (NOIPA-10, NOIPA-11).
+///
+/// # Errors
+/// [`Refusal`] explaining what is missing.
+pub fn authorize(subject: &Subject, service: SelfService, proof: &Proof<'_>) -> Result<(), Refusal> {
+    let _ = service; // every listed service needs the same proof (NOIPA-11)
+    if subject.profile() != Profile::Noipa {
+        return Err(Refusal::NotForProfile { action: "NoiPA self-services", profile: "INPS" });
+    }
+    match proof {
+        Proof::Pin(a) => {
+            let current = subject.credential.as_ref().map(|c| c.serial);
+            if current == Some(a.serial()) { Ok(()) } else { Err(Refusal::StaleAuthentication) }
+        }
+        Proof::Cns(Check::Passed) if subject.cns_holder => Ok(()),
+        Proof::Cns(Check::Passed) => Err(Refusal::Stage {
+            stage: "not linked to a CNS",
+            why: "register the national service card first, or use the PIN",
+        }),
+        Proof::Cns(Check::Failed) => Err(Refusal::CheckFailed("CNS")),
+    }
+}
