@@ -610,7 +610,7 @@ impl<'a> Step<'a> {
                     PinFormat::InpsInUse8,
                     Level::Online,
                     Stage::AwaitingActivation,
-                    Route::Halves(vec![], Channel::Post),
+                    Route::Whole(Channel::Post),
                     AttemptsUpdate::CarryOver,
                     mint,
                 )?;
@@ -813,7 +813,7 @@ impl<'a> Step<'a> {
             PinFormat::InpsInUse8,
             Level::Online,
             Stage::AwaitingActivation,
-            Route::Halves(vec![], Channel::Post),
+            Route::Whole(Channel::Post),
             AttemptsUpdate::Fresh,
             mint,
         )?;

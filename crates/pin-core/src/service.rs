@@ -381,8 +381,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     {
                         Reservation::Stale => continue,
                         Reservation::Locked => {
-                            let f = verify::finish(&loaded.subject, limit, false, purpose, now, &self.policy);
-                            self.store.append_audit(&[f.audit]).map_err(|e| store_err(tax, e))?;
+                            let ev = verify::audit_event(&loaded.subject, now, purpose, "locked");
+                            self.store.append_audit(&[ev]).map_err(|e| store_err(tax, e))?;
                             return Ok(Verification { outcome: VerifyOutcome::Locked, proof: None });
                         }
                         Reservation::Granted { failures } => failures,
@@ -398,7 +398,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                         .map_err(|e| store_err(tax, e))?;
                     let rehash = matches!(verified, Verified::Match { needs_rehash: true });
                     if finished.update.is_some() || rehash {
-                        self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin), now);
+                        self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
                     }
                     return Ok(Verification { outcome: finished.outcome, proof: finished.proof });
                 }
@@ -415,9 +415,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         loaded: Loaded,
         update: Option<Subject>,
         rehash: Option<&Pin>,
-        now: DateTime<Utc>,
     ) {
-        let _ = now;
         let mut next = update.unwrap_or_else(|| loaded.subject.clone());
         if let (Some(pin), Some(cred)) = (rehash, next.credential.as_mut()) {
             match self.mint().seal(pin) {

@@ -134,7 +134,9 @@ pub enum Plan {
     },
 }
 
-fn event(subject: &Subject, now: DateTime<Utc>, purpose: Purpose, outcome: &str) -> AuditEvent {
+/// The audit event of a verify of `subject` for `purpose` that ended with `outcome`.
+#[must_use]
+pub fn audit_event(subject: &Subject, now: DateTime<Utc>, purpose: Purpose, outcome: &str) -> AuditEvent {
     AuditEvent {
         at: now,
         subject: subject.tax_code.clone(),
@@ -163,28 +165,28 @@ pub fn plan(
     let none = |audit| Plan::Done { outcome: VerifyOutcome::NoPin, dummy: true, audit };
     let Some(subject) = subject else { return none(None) };
     let Some(cred) = subject.credential.as_ref() else {
-        return none(Some(event(subject, now, purpose, "no_pin")));
+        return none(Some(audit_event(subject, now, purpose, "no_pin")));
     };
     let wanted_stage = match purpose {
         Purpose::Activate => cred.stage == Stage::AwaitingActivation,
         Purpose::Access { .. } | Purpose::Change => cred.stage != Stage::AwaitingActivation,
     };
     if !wanted_stage {
-        return none(Some(event(subject, now, purpose, "no_pin")));
+        return none(Some(audit_event(subject, now, purpose, "no_pin")));
     }
     let limit = policy.lockout(subject.profile());
     if attempts.serial == cred.serial && attempts.is_locked(limit) {
         return Plan::Done {
             outcome: VerifyOutcome::Locked,
             dummy: false,
-            audit: Some(event(subject, now, purpose, "locked")),
+            audit: Some(audit_event(subject, now, purpose, "locked")),
         };
     }
     if cred.unused_deadline(policy).is_some_and(|d| now >= d) {
         return Plan::Done {
             outcome: VerifyOutcome::Expired { reason: ExpiryReason::UnusedInitial },
             dummy: false,
-            audit: Some(event(subject, now, purpose, "expired_unused")),
+            audit: Some(audit_event(subject, now, purpose, "expired_unused")),
         };
     }
     Plan::Compare { serial: cred.serial, limit, format: cred.format, hash: cred.hash.clone() }
@@ -248,7 +250,7 @@ pub fn finish(
             proof: None,
             settle: Settlement::Failure,
             update: None,
-            audit: event(subject, now, purpose, "no_pin"),
+            audit: audit_event(subject, now, purpose, "no_pin"),
         };
     };
     if !matched {
@@ -264,7 +266,7 @@ pub fn finish(
             proof: None,
             settle: Settlement::Failure,
             update: None,
-            audit: event(subject, now, purpose, name),
+            audit: audit_event(subject, now, purpose, name),
         };
     }
     let first_use = cred.first_used_at.is_none();
@@ -287,7 +289,10 @@ pub fn finish(
     let rotation_due = cred.rotation_due(subject.role, policy);
     let expired = rotation_due.is_some_and(|d| now >= d);
     let (outcome, proof) = match purpose {
-        Purpose::Activate => (VerifyOutcome::MustChange, Some(proof)),
+        Purpose::Activate => (
+            VerifyOutcome::Accepted { level: cred.level, rotation_due: None, first_use },
+            Some(proof),
+        ),
         Purpose::Change => (
             if cred.stage == Stage::MustChange {
                 VerifyOutcome::MustChange
@@ -310,6 +315,6 @@ pub fn finish(
             }
         }
     };
-    let audit = event(subject, now, purpose, outcome.name());
+    let audit = audit_event(subject, now, purpose, outcome.name());
     Finished { outcome, proof, settle: Settlement::Success, update, audit }
 }
