@@ -5,3 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub use pin_core as core;
+
+#[doc(hidden)]
+pub mod fuzz;

@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: see `pin_lifecycle::fuzz::contacts` for the invariants checked.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| pin_lifecycle::fuzz::contacts(data));
