@@ -4,6 +4,7 @@
 mod harness;
 mod smoke;
 mod both;
+mod driver;
 mod inps;
 mod model;
 mod noipa;

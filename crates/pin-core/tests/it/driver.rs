@@ -1,0 +1,167 @@
+//! The driver's own duties: rehash on key rotation, equal answers for unknown subjects,
+//! delivery failures, compare-and-swap under contention.
+
+use crate::harness::*;
+use pin_core::command::{Check, Command, Delivery};
+use pin_core::hash::{HashParams, Keyring};
+use pin_core::memory::MemoryStore;
+use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
+use pin_core::secret::{KeyId, Pepper};
+use pin_core::service::PinService;
+use pin_core::store::Store;
+use pin_core::subject::{DeliveryState, Role};
+use pin_core::{Actor, Level, VerifyOutcome};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+// rule: BOTH-2 — peppers rotate: a hash made under an earlier key still verifies, and the
+// successful verify rehashes it under the current key and live parameters.
+#[test]
+fn key_rotation_rehashes_on_success() {
+    let store = MemoryStore::new();
+    let old = cheap_policy().build().unwrap();
+    let s1 = PinService::new(
+        &store,
+        MemoryOutbox::new(),
+        old,
+        Keyring::new(Pepper::new(KeyId(1), &[1u8; 32]).unwrap()),
+        ChaCha20Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    enrol_employee_on(&s1, MARIO);
+    let pin = s1.notifier().take().pop().unwrap().delivery.secret.expose_secret().to_owned();
+    assert_eq!(store.load(&tax(MARIO)).unwrap().unwrap().subject.credential.unwrap().hash.key_id, KeyId(1));
+
+    // New key 2 and stronger live parameters; key 1 kept for verification only.
+    let stronger = HashParams { m_kib: 128, t_cost: 2, p_cost: 1 };
+    let policy = cheap_policy().hash_live(stronger).build().unwrap();
+    let keys = Keyring::new(Pepper::new(KeyId(2), &[2u8; 32]).unwrap())
+        .with_previous(Pepper::new(KeyId(1), &[1u8; 32]).unwrap());
+    let s2 = PinService::new(&store, MemoryOutbox::new(), policy, keys, ChaCha20Rng::seed_from_u64(2)).unwrap();
+    assert!(is_accepted(&s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()));
+    let hash = store.load(&tax(MARIO)).unwrap().unwrap().subject.credential.unwrap().hash;
+    assert_eq!(hash.key_id, KeyId(2), "rehashed under the current key");
+    assert!(hash.phc.contains("m=128,t=2"), "rehashed with the live parameters: {}", hash.phc);
+    assert!(is_accepted(&s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()));
+    // Without key 1 the old hash could not have been verified: a keyring lacking the key
+    // reports an error rather than a wrong PIN.
+}
+
+fn enrol_employee_on<N: Notifier>(s: &PinService<&MemoryStore, N, ChaCha20Rng>, code: &str) {
+    let _ = s
+        .execute(
+            &tax(code),
+            &Actor::Rid("rid-1".into()),
+            &Command::Enrol(pin_core::command::Enrolment {
+                role: Role::Employee,
+                contacts: email_only("mario@example.it"),
+                cns_holder: false,
+                enrolled_on: Some(date(2020, 1, 1)),
+            }),
+            t0(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn unknown_subject_and_subject_without_pin_answer_alike() {
+    let s = service();
+    // Enrolled before April 2014: no PIN until identification (NOIPA-2).
+    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2010, 1, 1), t0()).unwrap();
+    assert_eq!(verify(&s, MARIO, "48213", t0()), VerifyOutcome::NoPin);
+    assert_eq!(verify(&s, GIUSEPPE, "48213", t0()), VerifyOutcome::NoPin);
+    // Even malformed input for an unknown subject gives the same answer, not an input error.
+    assert_eq!(verify(&s, GIUSEPPE, "not a pin", t0()), VerifyOutcome::NoPin);
+}
+
+struct Down;
+impl Notifier for Down {
+    fn deliver(&self, _: &Delivery) -> Result<Receipt, DeliveryError> {
+        Err(DeliveryError::Unavailable("relay down".into()))
+    }
+}
+
+// rule: POL-3 — a message that could not be handed over stays pending; nothing is kept to
+// send again; recovery is a fresh issue.
+#[test]
+fn unavailable_channel_leaves_parts_pending() {
+    let s = PinService::new(
+        MemoryStore::new(),
+        Down,
+        cheap_policy().build().unwrap(),
+        Keyring::new(Pepper::new(KeyId(1), &PEPPER).unwrap()),
+        ChaCha20Rng::seed_from_u64(3),
+    )
+    .unwrap();
+    let done = s
+        .execute(
+            &tax(MARIO),
+            &Actor::Rid("rid-1".into()),
+            &Command::Enrol(pin_core::command::Enrolment {
+                role: Role::Employee,
+                contacts: email_only("mario@example.it"),
+                cns_holder: false,
+                enrolled_on: Some(date(2020, 1, 1)),
+            }),
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(done.deliveries[0].state, DeliveryState::Pending);
+    assert!(done.deliveries[0].error.as_deref().is_some_and(|e| e.contains("relay down")));
+    let cred = done.subject.credential.unwrap();
+    assert_eq!(cred.parts[0].state, DeliveryState::Pending);
+    let again = s.execute(&tax(MARIO), &Actor::Subject, &Command::Resend, t0() + hours(1)).unwrap();
+    let next = again.subject.credential.unwrap();
+    assert!(next.serial > cred.serial, "a re-send is a fresh issue");
+    assert_ne!(next.hash, cred.hash);
+}
+
+#[test]
+fn concurrent_commands_all_land_through_compare_and_swap() {
+    let s = service();
+    enrol_inps(&s, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
+    let _ = s
+        .execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0())
+        .unwrap();
+    let serial = subject(&s, LAURA).credential.unwrap().serial;
+    let _ = inbox(&s);
+    // Four threads change contacts (as the branch) while receipts arrive.
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let s = &s;
+            scope.spawn(move || {
+                for j in 0..10 {
+                    let mut c = full_contacts(&format!("laura{i}{j}@example.it"));
+                    c.pec = None;
+                    let _ = s
+                        .execute(
+                            &tax(LAURA),
+                            &Actor::BranchOperator("b-1".into()),
+                            &Command::ChangeContacts { contacts: c, authenticated: None },
+                            t0(),
+                        )
+                        .unwrap();
+                }
+            });
+        }
+        scope.spawn(|| {
+            let _ = s
+                .execute(
+                    &tax(LAURA),
+                    &Actor::System,
+                    &Command::Receipt {
+                        serial,
+                        part: 2,
+                        channel: pin_core::subject::Channel::Post,
+                        state: DeliveryState::Confirmed,
+                    },
+                    t0(),
+                )
+                .unwrap();
+        });
+    });
+    let audit = s.store().audit_log(Some(&tax(LAURA))).unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "change_contacts").count(), 40, "no lost update");
+    let part2 = subject(&s, LAURA).credential.unwrap().parts.into_iter().find(|p| p.index == 2).unwrap();
+    assert_eq!(part2.state, DeliveryState::Confirmed, "the receipt survived the concurrent saves");
+}
