@@ -58,10 +58,12 @@ pub struct Imported {
 }
 
 /// Proof that the subject just gave their current PIN, made only by
-/// [`crate::verify::finish`]. It names the credential serial it was made for, so that it
-/// cannot be used after that PIN changed.
+/// [`crate::verify::finish`]. It names the subject and the credential serial it was made
+/// for, so that it cannot be used for another person (serials count per subject) nor after
+/// that PIN changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authenticated {
+    pub(crate) subject: TaxCode,
     pub(crate) serial: u64,
     pub(crate) stage: Stage,
 }

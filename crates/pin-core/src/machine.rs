@@ -305,7 +305,12 @@ fn import(
         origin: Origin::Import,
         issued_at: i.issued_at,
         changed_at: i.changed_at,
-        first_used_at: i.changed_at,
+        // A PIN imported in stage Active is in use (INPS-4) even when the earlier system
+        // kept no date of change: it must never expire as an unused initial PIN.
+        first_used_at: match i.stage {
+            Stage::Active => i.changed_at.or(Some(i.issued_at)),
+            Stage::MustChange | Stage::AwaitingActivation => i.changed_at,
+        },
         parts: Vec::new(),
     };
     let registered = Contacts { address: None, ..i.contacts.clone() };
@@ -411,9 +416,13 @@ impl<'a> Step<'a> {
         Ok(match channel {
             Channel::Email => c.email.as_ref().ok_or(missing("an e-mail address"))?.as_str().to_owned(),
             Channel::Pec => c.pec.as_ref().ok_or(missing("a PEC address"))?.as_str().to_owned(),
-            Channel::Sms | Channel::Phone => {
+            Channel::Sms => {
                 c.mobile.as_ref().ok_or(missing("a mobile number"))?.as_str().to_owned()
             }
+            // INPS-7: told by the operator on the call in progress; the mobile number is
+            // noted when on record, but none is needed (the first half is also sent by SMS
+            // or e-mail).
+            Channel::Phone => c.mobile.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
             Channel::Post => {
                 c.address.as_ref().ok_or(missing("a residence address"))?.as_str().to_owned()
             }
@@ -679,7 +688,7 @@ impl<'a> Step<'a> {
 
     fn check_proof(&self, a: &Authenticated) -> Result<&Credential, Error> {
         let cred = self.next.credential.as_ref().ok_or(Refusal::NoPin)?;
-        if cred.serial != a.serial || cred.stage != a.stage {
+        if a.subject != self.next.tax_code || cred.serial != a.serial || cred.stage != a.stage {
             return Err(Refusal::StaleAuthentication.into());
         }
         Ok(cred)

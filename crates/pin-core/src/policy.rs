@@ -56,6 +56,7 @@ pub struct Policy {
     pub(crate) support_resend_after: Duration,
     pub(crate) unused_expiry_digital: Duration,
     pub(crate) unused_expiry_post: Duration,
+    pub(crate) noipa_unused_expiry: Option<Duration>,
     pub(crate) noipa_auto_issue_from: NaiveDate,
     pub(crate) hash_live: HashParams,
     pub(crate) hash_floor: HashParams,
@@ -75,6 +76,7 @@ impl Default for Policy {
             support_resend_after: Duration::hours(12),
             unused_expiry_digital: Duration::days(30),
             unused_expiry_post: Duration::days(90),
+            noipa_unused_expiry: None,
             noipa_auto_issue_from: NaiveDate::from_ymd_opt(2014, 4, 1).unwrap_or_default(),
             hash_live: HashParams::RECOMMENDED,
             hash_floor: HashParams { m_kib: 8, t_cost: 1, p_cost: 1 },
@@ -140,6 +142,12 @@ impl Policy {
     #[must_use]
     pub fn unused_expiry_post(&self) -> Duration {
         self.unused_expiry_post
+    }
+    /// Validity of a NoiPA PIN never used; `None` (the default): NoiPA PINs do not expire
+    /// (POL-2) — only a new issue replaces them (NOIPA-6).
+    #[must_use]
+    pub fn noipa_unused_expiry(&self) -> Option<Duration> {
+        self.noipa_unused_expiry
     }
     /// People enrolled on or after this date get a NoiPA PIN at enrolment (NOIPA-2;
     /// default 2014-04-01, i.e. after 31 March 2014).
@@ -225,6 +233,8 @@ impl PolicyBuilder {
         unused_expiry_digital: Duration);
     setter!(/// Sets [`Policy::unused_expiry_post`].
         unused_expiry_post: Duration);
+    setter!(/// Sets [`Policy::noipa_unused_expiry`].
+        noipa_unused_expiry: Option<Duration>);
     setter!(/// Sets [`Policy::noipa_auto_issue_from`].
         noipa_auto_issue_from: NaiveDate);
     setter!(/// Sets [`Policy::hash_live`].
@@ -263,6 +273,9 @@ impl PolicyBuilder {
             if value <= Duration::zero() {
                 return Err(PolicyError::NotPositive { field });
             }
+        }
+        if p.noipa_unused_expiry.is_some_and(|d| d <= Duration::zero()) {
+            return Err(PolicyError::NotPositive { field: "noipa_unused_expiry" });
         }
         if p.support_resend_after < Duration::zero() {
             return Err(PolicyError::NotPositive { field: "support_resend_after" });

@@ -47,7 +47,12 @@ pub fn authorize(subject: &Subject, service: SelfService, proof: &Proof<'_>) -> 
     match proof {
         Proof::Pin(a) => {
             let current = subject.credential.as_ref().map(|c| c.serial);
-            if current == Some(a.serial()) { Ok(()) } else { Err(Refusal::StaleAuthentication) }
+            // The proof must be this person's (serials count per subject) and of the current PIN.
+            if a.subject == subject.tax_code && current == Some(a.serial()) {
+                Ok(())
+            } else {
+                Err(Refusal::StaleAuthentication)
+            }
         }
         Proof::Cns(Check::Passed) if subject.cns_holder => Ok(()),
         Proof::Cns(Check::Passed) => Err(Refusal::Stage {

@@ -180,11 +180,15 @@ pub struct Credential {
 
 impl Credential {
     /// The moment a PIN never used stops working: issue time plus the policy's validity
-    /// for the slowest channel of its parts.
+    /// for the slowest channel of its parts (INPS), or the NoiPA validity, which by default
+    /// is none (POL-2).
     #[must_use]
     pub fn unused_deadline(&self, policy: &crate::Policy) -> Option<DateTime<Utc>> {
         if self.first_used_at.is_some() || self.changed_at.is_some() {
             return None;
+        }
+        if self.format == PinFormat::NoipaDigits5 {
+            return self.issued_at.checked_add_signed(policy.noipa_unused_expiry()?);
         }
         let physical = self.parts.iter().any(|p| p.channel.is_physical());
         let validity =

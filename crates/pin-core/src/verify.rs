@@ -285,7 +285,8 @@ pub fn finish(
         }
         next
     });
-    let proof = Authenticated { serial: cred.serial, stage: cred.stage };
+    let proof =
+        Authenticated { subject: subject.tax_code.clone(), serial: cred.serial, stage: cred.stage };
     let rotation_due = cred.rotation_due(subject.role, policy);
     let expired = rotation_due.is_some_and(|d| now >= d);
     let (outcome, proof) = match purpose {

@@ -165,3 +165,40 @@ fn concurrent_commands_all_land_through_compare_and_swap() {
     let part2 = subject(&s, LAURA).credential.unwrap().parts.into_iter().find(|p| p.index == 2).unwrap();
     assert_eq!(part2.state, DeliveryState::Confirmed, "the receipt survived the concurrent saves");
 }
+
+// rule: POL-2 — NoiPA PINs do not expire, not even when never used; the validity of unused
+// PINs is a policy value (INPS: 30 days digital, 90 by post; NoiPA: none unless set).
+#[test]
+fn unused_noipa_pin_does_not_expire_unless_policy_says_so() {
+    let s = service();
+    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2020, 1, 1), t0()).unwrap();
+    let pin = inbox(&s).pop().unwrap().text;
+    assert!(is_accepted(&verify(&s, MARIO, &pin, t0() + chrono::Duration::days(400))));
+
+    let s = service_with(cheap_policy().noipa_unused_expiry(Some(chrono::Duration::days(30))).build().unwrap(), 9);
+    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2020, 1, 1), t0()).unwrap();
+    let pin = inbox(&s).pop().unwrap().text;
+    assert_eq!(
+        verify(&s, MARIO, &pin, t0() + chrono::Duration::days(30)),
+        VerifyOutcome::Expired { reason: pin_core::verify::ExpiryReason::UnusedInitial }
+    );
+}
+
+// An INPS PIN never used expires after the policy's validity for its slowest channel.
+#[test]
+fn unused_inps_pin_expires_after_its_channel_validity() {
+    let s = service();
+    enrol_inps(&s, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
+    let _ = s.execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0()).unwrap();
+    let pin = assemble(&inbox(&s));
+    // Part 2 went by post: 90 days.
+    assert_eq!(verify(&s, LAURA, &pin, t0() + chrono::Duration::days(89)), VerifyOutcome::MustChange);
+    let s2 = service();
+    enrol_inps(&s2, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
+    let _ = s2.execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0()).unwrap();
+    let pin = assemble(&inbox(&s2));
+    assert_eq!(
+        verify(&s2, LAURA, &pin, t0() + chrono::Duration::days(90)),
+        VerifyOutcome::Expired { reason: pin_core::verify::ExpiryReason::UnusedInitial }
+    );
+}
