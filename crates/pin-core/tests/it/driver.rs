@@ -29,20 +29,65 @@ fn key_rotation_rehashes_on_success() {
     )
     .unwrap();
     enrol_employee_on(&s1, MARIO);
-    let pin = s1.notifier().take().pop().unwrap().delivery.secret.expose_secret().to_owned();
-    assert_eq!(store.load(&tax(MARIO)).unwrap().unwrap().subject.credential.unwrap().hash.key_id, KeyId(1));
+    let pin = s1
+        .notifier()
+        .take()
+        .pop()
+        .unwrap()
+        .delivery
+        .secret
+        .expose_secret()
+        .to_owned();
+    assert_eq!(
+        store
+            .load(&tax(MARIO))
+            .unwrap()
+            .unwrap()
+            .subject
+            .credential
+            .unwrap()
+            .hash
+            .key_id,
+        KeyId(1)
+    );
 
     // New key 2 and stronger live parameters; key 1 kept for verification only.
-    let stronger = HashParams { m_kib: 128, t_cost: 2, p_cost: 1 };
+    let stronger = HashParams {
+        m_kib: 128,
+        t_cost: 2,
+        p_cost: 1,
+    };
     let policy = cheap_policy().hash_live(stronger).build().unwrap();
     let keys = Keyring::new(Pepper::new(KeyId(2), &[2u8; 32]).unwrap())
         .with_previous(Pepper::new(KeyId(1), &[1u8; 32]).unwrap());
-    let s2 = PinService::new(&store, MemoryOutbox::new(), policy, keys, ChaCha20Rng::seed_from_u64(2)).unwrap();
-    assert!(is_accepted(&s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()));
-    let hash = store.load(&tax(MARIO)).unwrap().unwrap().subject.credential.unwrap().hash;
+    let s2 = PinService::new(
+        &store,
+        MemoryOutbox::new(),
+        policy,
+        keys,
+        ChaCha20Rng::seed_from_u64(2),
+    )
+    .unwrap();
+    assert!(is_accepted(
+        &s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()
+    ));
+    let hash = store
+        .load(&tax(MARIO))
+        .unwrap()
+        .unwrap()
+        .subject
+        .credential
+        .unwrap()
+        .hash;
     assert_eq!(hash.key_id, KeyId(2), "rehashed under the current key");
-    assert!(hash.phc.contains("m=128,t=2"), "rehashed with the live parameters: {}", hash.phc);
-    assert!(is_accepted(&s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()));
+    assert!(
+        hash.phc.contains("m=128,t=2"),
+        "rehashed with the live parameters: {}",
+        hash.phc
+    );
+    assert!(is_accepted(
+        &s2.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap()
+    ));
     // Without key 1 the old hash could not have been verified: a keyring lacking the key
     // reports an error rather than a wrong PIN.
 }
@@ -67,11 +112,21 @@ fn enrol_employee_on<N: Notifier>(s: &PinService<&MemoryStore, N, ChaCha20Rng>, 
 fn unknown_subject_and_subject_without_pin_answer_alike() {
     let s = service();
     // Enrolled before April 2014: no PIN until identification (NOIPA-2).
-    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2010, 1, 1), t0()).unwrap();
+    let _ = enrol_employee(
+        &s,
+        MARIO,
+        email_only("mario@example.it"),
+        date(2010, 1, 1),
+        t0(),
+    )
+    .unwrap();
     assert_eq!(verify(&s, MARIO, "48213", t0()), VerifyOutcome::NoPin);
     assert_eq!(verify(&s, GIUSEPPE, "48213", t0()), VerifyOutcome::NoPin);
     // Even malformed input for an unknown subject gives the same answer, not an input error.
-    assert_eq!(verify(&s, GIUSEPPE, "not a pin", t0()), VerifyOutcome::NoPin);
+    assert_eq!(
+        verify(&s, GIUSEPPE, "not a pin", t0()),
+        VerifyOutcome::NoPin
+    );
 }
 
 struct Down;
@@ -107,10 +162,22 @@ fn unavailable_channel_leaves_parts_pending() {
         )
         .unwrap();
     assert_eq!(done.deliveries[0].state, DeliveryState::Pending);
-    assert!(done.deliveries[0].error.as_deref().is_some_and(|e| e.contains("relay down")));
+    assert!(
+        done.deliveries[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("relay down"))
+    );
     let cred = done.subject.credential.unwrap();
     assert_eq!(cred.parts[0].state, DeliveryState::Pending);
-    let again = s.execute(&tax(MARIO), &Actor::Subject, &Command::Resend, t0() + hours(1)).unwrap();
+    let again = s
+        .execute(
+            &tax(MARIO),
+            &Actor::Subject,
+            &Command::Resend,
+            t0() + hours(1),
+        )
+        .unwrap();
     let next = again.subject.credential.unwrap();
     assert!(next.serial > cred.serial, "a re-send is a fresh issue");
     assert_ne!(next.hash, cred.hash);
@@ -119,9 +186,22 @@ fn unavailable_channel_leaves_parts_pending() {
 #[test]
 fn concurrent_commands_all_land_through_compare_and_swap() {
     let s = service();
-    enrol_inps(&s, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
+    let _ = enrol_inps(
+        &s,
+        LAURA,
+        Role::Citizen,
+        full_contacts("laura@example.it"),
+        t0(),
+    );
     let _ = s
-        .execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0())
+        .execute(
+            &tax(LAURA),
+            &Actor::Subject,
+            &Command::WebRequest {
+                address: Check::Passed,
+            },
+            t0(),
+        )
         .unwrap();
     let serial = subject(&s, LAURA).credential.unwrap().serial;
     let _ = inbox(&s);
@@ -137,7 +217,10 @@ fn concurrent_commands_all_land_through_compare_and_swap() {
                         .execute(
                             &tax(LAURA),
                             &Actor::BranchOperator("b-1".into()),
-                            &Command::ChangeContacts { contacts: c, authenticated: None },
+                            &Command::ChangeContacts {
+                                contacts: c,
+                                authenticated: None,
+                            },
                             t0(),
                         )
                         .unwrap();
@@ -161,9 +244,26 @@ fn concurrent_commands_all_land_through_compare_and_swap() {
         });
     });
     let audit = s.store().audit_log(Some(&tax(LAURA))).unwrap();
-    assert_eq!(audit.iter().filter(|e| e.action == "change_contacts").count(), 40, "no lost update");
-    let part2 = subject(&s, LAURA).credential.unwrap().parts.into_iter().find(|p| p.index == 2).unwrap();
-    assert_eq!(part2.state, DeliveryState::Confirmed, "the receipt survived the concurrent saves");
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.action == "change_contacts")
+            .count(),
+        40,
+        "no lost update"
+    );
+    let part2 = subject(&s, LAURA)
+        .credential
+        .unwrap()
+        .parts
+        .into_iter()
+        .find(|p| p.index == 2)
+        .unwrap();
+    assert_eq!(
+        part2.state,
+        DeliveryState::Confirmed,
+        "the receipt survived the concurrent saves"
+    );
 }
 
 // rule: POL-2 — NoiPA PINs do not expire, not even when never used; the validity of unused
@@ -171,16 +271,43 @@ fn concurrent_commands_all_land_through_compare_and_swap() {
 #[test]
 fn unused_noipa_pin_does_not_expire_unless_policy_says_so() {
     let s = service();
-    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2020, 1, 1), t0()).unwrap();
+    let _ = enrol_employee(
+        &s,
+        MARIO,
+        email_only("mario@example.it"),
+        date(2020, 1, 1),
+        t0(),
+    )
+    .unwrap();
     let pin = inbox(&s).pop().unwrap().text;
-    assert!(is_accepted(&verify(&s, MARIO, &pin, t0() + chrono::Duration::days(400))));
+    assert!(is_accepted(&verify(
+        &s,
+        MARIO,
+        &pin,
+        t0() + chrono::Duration::days(400)
+    )));
 
-    let s = service_with(cheap_policy().noipa_unused_expiry(Some(chrono::Duration::days(30))).build().unwrap(), 9);
-    let _ = enrol_employee(&s, MARIO, email_only("mario@example.it"), date(2020, 1, 1), t0()).unwrap();
+    let s = service_with(
+        cheap_policy()
+            .noipa_unused_expiry(Some(chrono::Duration::days(30)))
+            .build()
+            .unwrap(),
+        9,
+    );
+    let _ = enrol_employee(
+        &s,
+        MARIO,
+        email_only("mario@example.it"),
+        date(2020, 1, 1),
+        t0(),
+    )
+    .unwrap();
     let pin = inbox(&s).pop().unwrap().text;
     assert_eq!(
         verify(&s, MARIO, &pin, t0() + chrono::Duration::days(30)),
-        VerifyOutcome::Expired { reason: pin_core::verify::ExpiryReason::UnusedInitial }
+        VerifyOutcome::Expired {
+            reason: pin_core::verify::ExpiryReason::UnusedInitial
+        }
     );
 }
 
@@ -188,17 +315,52 @@ fn unused_noipa_pin_does_not_expire_unless_policy_says_so() {
 #[test]
 fn unused_inps_pin_expires_after_its_channel_validity() {
     let s = service();
-    enrol_inps(&s, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
-    let _ = s.execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0()).unwrap();
+    let _ = enrol_inps(
+        &s,
+        LAURA,
+        Role::Citizen,
+        full_contacts("laura@example.it"),
+        t0(),
+    );
+    let _ = s
+        .execute(
+            &tax(LAURA),
+            &Actor::Subject,
+            &Command::WebRequest {
+                address: Check::Passed,
+            },
+            t0(),
+        )
+        .unwrap();
     let pin = assemble(&inbox(&s));
     // Part 2 went by post: 90 days.
-    assert_eq!(verify(&s, LAURA, &pin, t0() + chrono::Duration::days(89)), VerifyOutcome::MustChange);
+    assert_eq!(
+        verify(&s, LAURA, &pin, t0() + chrono::Duration::days(89)),
+        VerifyOutcome::MustChange
+    );
     let s2 = service();
-    enrol_inps(&s2, LAURA, Role::Citizen, full_contacts("laura@example.it"), t0());
-    let _ = s2.execute(&tax(LAURA), &Actor::Subject, &Command::WebRequest { address: Check::Passed }, t0()).unwrap();
+    let _ = enrol_inps(
+        &s2,
+        LAURA,
+        Role::Citizen,
+        full_contacts("laura@example.it"),
+        t0(),
+    );
+    let _ = s2
+        .execute(
+            &tax(LAURA),
+            &Actor::Subject,
+            &Command::WebRequest {
+                address: Check::Passed,
+            },
+            t0(),
+        )
+        .unwrap();
     let pin = assemble(&inbox(&s2));
     assert_eq!(
         verify(&s2, LAURA, &pin, t0() + chrono::Duration::days(90)),
-        VerifyOutcome::Expired { reason: pin_core::verify::ExpiryReason::UnusedInitial }
+        VerifyOutcome::Expired {
+            reason: pin_core::verify::ExpiryReason::UnusedInitial
+        }
     );
 }

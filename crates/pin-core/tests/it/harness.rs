@@ -14,60 +14,69 @@ use pin_core::{Actor, Error, Level, Policy, VerifyOutcome};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-pub type Service = PinService<MemoryStore, MemoryOutbox, ChaCha20Rng>;
+pub(crate) type Service = PinService<MemoryStore, MemoryOutbox, ChaCha20Rng>;
 
 /// Valid tax codes: an adult man, an adult man, an adult woman.
-pub const MARIO: &str = "RSSMRA85T10A562S";
-pub const GIUSEPPE: &str = "VRDGPP80A01H501U";
-pub const LAURA: &str = "BNCLRA90M41F205Z";
+pub(crate) const MARIO: &str = "RSSMRA85T10A562S";
+pub(crate) const GIUSEPPE: &str = "VRDGPP80A01H501U";
+pub(crate) const LAURA: &str = "BNCLRA90M41F205Z";
 
-pub const PEPPER: [u8; 32] = [0x5a; 32];
+pub(crate) const PEPPER: [u8; 32] = [0x5a; 32];
 
-pub fn tax(s: &str) -> TaxCode {
+pub(crate) fn tax(s: &str) -> TaxCode {
     TaxCode::parse(s).unwrap()
 }
 
 /// 2026-01-15 09:00 UTC.
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).single().unwrap()
 }
 
-pub fn hours(h: i64) -> Duration {
+pub(crate) fn hours(h: i64) -> Duration {
     Duration::hours(h)
 }
 
-pub fn cheap_policy() -> pin_core::policy::PolicyBuilder {
+pub(crate) fn cheap_policy() -> pin_core::policy::PolicyBuilder {
     let p = HashParams::INSECURE_FAST_FOR_TESTS;
     Policy::builder().hash_live(p).hash_floor(p)
 }
 
-pub fn service_with(policy: Policy, seed: u64) -> Service {
+pub(crate) fn service_with(policy: Policy, seed: u64) -> Service {
     let keys = Keyring::new(Pepper::new(KeyId(1), &PEPPER).unwrap());
-    PinService::new(MemoryStore::new(), MemoryOutbox::new(), policy, keys, ChaCha20Rng::seed_from_u64(seed))
-        .unwrap()
+    PinService::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        policy,
+        keys,
+        ChaCha20Rng::seed_from_u64(seed),
+    )
+    .unwrap()
 }
 
-pub fn service() -> Service {
+pub(crate) fn service() -> Service {
     service_with(cheap_policy().build().unwrap(), 7)
 }
 
-pub fn email(s: &str) -> Option<Email> {
+pub(crate) fn email(s: &str) -> Option<Email> {
     Some(Email::parse(s).unwrap())
 }
-pub fn mobile(s: &str) -> Option<Mobile> {
+pub(crate) fn mobile(s: &str) -> Option<Mobile> {
     Some(Mobile::parse(s).unwrap())
 }
-pub fn address(s: &str) -> Option<Address> {
+pub(crate) fn address(s: &str) -> Option<Address> {
     Some(Address::parse(s).unwrap())
 }
 
 /// E-mail only.
-pub fn email_only(e: &str) -> Contacts {
-    Contacts { email: email(e), ..Contacts::default() }
+pub(crate) fn email_only(e: &str) -> Contacts {
+    Contacts {
+        email: email(e),
+        ..Contacts::default()
+    }
 }
 
 /// Everything: e-mail, mobile, PEC, address.
-pub fn full_contacts(e: &str) -> Contacts {
+pub(crate) fn full_contacts(e: &str) -> Contacts {
     Contacts {
         email: email(e),
         mobile: mobile("347 123 4567"),
@@ -78,16 +87,16 @@ pub fn full_contacts(e: &str) -> Contacts {
 
 /// A message as the person received it (test side: reading the secret is the point).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub serial: u64,
-    pub part: u8,
-    pub of: u8,
-    pub channel: Channel,
-    pub recipient: String,
-    pub text: String,
+pub(crate) struct Received {
+    pub(crate) serial: u64,
+    pub(crate) part: u8,
+    pub(crate) of: u8,
+    pub(crate) channel: Channel,
+    pub(crate) recipient: String,
+    pub(crate) text: String,
 }
 
-pub fn inbox(s: &Service) -> Vec<Received> {
+pub(crate) fn inbox(s: &Service) -> Vec<Received> {
     s.notifier()
         .take()
         .into_iter()
@@ -104,7 +113,7 @@ pub fn inbox(s: &Service) -> Vec<Received> {
 
 /// The whole PIN from the messages of one issue: part 1 then part 2 (the first copy of
 /// each part).
-pub fn assemble(msgs: &[Received]) -> String {
+pub(crate) fn assemble(msgs: &[Received]) -> String {
     let mut out = String::new();
     for part in 1..=2u8 {
         if let Some(m) = msgs.iter().find(|m| m.part == part) {
@@ -115,7 +124,7 @@ pub fn assemble(msgs: &[Received]) -> String {
 }
 
 /// Enrols a NoiPA employee enrolled on `enrolled_on`.
-pub fn enrol_employee(
+pub(crate) fn enrol_employee(
     s: &Service,
     code: &str,
     contacts: Contacts,
@@ -125,34 +134,50 @@ pub fn enrol_employee(
     s.execute(
         &tax(code),
         &Actor::Rid("rid-1".into()),
-        &Command::Enrol(Enrolment { role: Role::Employee, contacts, cns_holder: false, enrolled_on: Some(enrolled_on) }),
+        &Command::Enrol(Enrolment {
+            role: Role::Employee,
+            contacts,
+            cns_holder: false,
+            enrolled_on: Some(enrolled_on),
+        }),
         now,
     )
 }
 
 /// Enrols an INPS subject as the person (web registration).
-pub fn enrol_inps(s: &Service, code: &str, role: Role, contacts: Contacts, now: DateTime<Utc>) -> Executed {
+pub(crate) fn enrol_inps(
+    s: &Service,
+    code: &str,
+    role: Role,
+    contacts: Contacts,
+    now: DateTime<Utc>,
+) -> Executed {
     s.execute(
         &tax(code),
         &Actor::Subject,
-        &Command::Enrol(Enrolment { role, contacts, cns_holder: false, enrolled_on: None }),
+        &Command::Enrol(Enrolment {
+            role,
+            contacts,
+            cns_holder: false,
+            enrolled_on: None,
+        }),
         now,
     )
     .unwrap()
 }
 
-pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+pub(crate) fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-pub fn verify(s: &Service, code: &str, pin: &str, now: DateTime<Utc>) -> VerifyOutcome {
+pub(crate) fn verify(s: &Service, code: &str, pin: &str, now: DateTime<Utc>) -> VerifyOutcome {
     s.verify(&tax(code), pin, Level::Online, now).unwrap()
 }
 
-pub fn subject(s: &Service, code: &str) -> Subject {
+pub(crate) fn subject(s: &Service, code: &str) -> Subject {
     s.status(&tax(code), t0()).unwrap().subject
 }
 
-pub fn is_accepted(o: &VerifyOutcome) -> bool {
+pub(crate) fn is_accepted(o: &VerifyOutcome) -> bool {
     matches!(o, VerifyOutcome::Accepted { .. })
 }
