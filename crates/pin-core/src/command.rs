@@ -224,7 +224,16 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { subject, serial, part, of, channel, recipient: _, secret: _, origin } = self;
+        let Self {
+            subject,
+            serial,
+            part,
+            of,
+            channel,
+            recipient: _,
+            secret: _,
+            origin,
+        } = self;
         f.debug_struct("Delivery")
             .field("subject", subject)
             .field("serial", serial)

@@ -11,7 +11,12 @@
 //! ```
 //!
 //! Each check panics with a message naming the property that failed.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use rand_chacha::ChaCha20Rng;
@@ -44,17 +49,30 @@ fn tax(i: usize) -> TaxCode {
 
 fn hasher() -> Hasher {
     let p = HashParams::INSECURE_FAST_FOR_TESTS;
-    Hasher::new(p, p, p, Keyring::new(Pepper::new(KeyId(1), &[9u8; 32]).unwrap())).unwrap()
+    Hasher::new(
+        p,
+        p,
+        p,
+        Keyring::new(Pepper::new(KeyId(1), &[9u8; 32]).unwrap()),
+    )
+    .unwrap()
 }
 
 /// A record with a credential of `serial`, for the suite.
 #[must_use]
 pub fn sample_subject(tax_code: TaxCode, role: Role, email: &str, serial: u64) -> Subject {
     let mut rng = ChaCha20Rng::seed_from_u64(serial);
-    let format = if role == Role::Employee { PinFormat::NoipaDigits5 } else { PinFormat::InpsIssued16 };
+    let format = if role == Role::Employee {
+        PinFormat::NoipaDigits5
+    } else {
+        PinFormat::InpsIssued16
+    };
     let pin = format::generate(format, &mut rng);
     let hash = hasher().hash(&pin, &mut rng).unwrap();
-    let contacts = Contacts { email: Some(Email::parse(email).unwrap()), ..Contacts::default() };
+    let contacts = Contacts {
+        email: Some(Email::parse(email).unwrap()),
+        ..Contacts::default()
+    };
     Subject {
         tax_code,
         role,
@@ -70,7 +88,11 @@ pub fn sample_subject(tax_code: TaxCode, role: Role, email: &str, serial: u64) -
             hash,
             format,
             level: Level::Online,
-            stage: if role == Role::Employee { Stage::Active } else { Stage::MustChange },
+            stage: if role == Role::Employee {
+                Stage::Active
+            } else {
+                Stage::MustChange
+            },
             origin: Origin::Identification,
             issued_at: t0(),
             changed_at: None,
@@ -112,14 +134,35 @@ fn with_serial(mut s: Subject, serial: u64) -> Subject {
 /// Create, load, and refuse a second create.
 pub fn create_and_load<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Employee, "mario@example.it", 1);
-    assert!(store.load(&tax(0)).unwrap().is_none(), "empty store must load nothing");
+    assert!(
+        store.load(&tax(0)).unwrap().is_none(),
+        "empty store must load nothing"
+    );
     let v = store.create(&s, &[event(&tax(0), "enrol")]).unwrap();
-    let l = store.load(&tax(0)).unwrap().expect("created subject must load");
+    let l = store
+        .load(&tax(0))
+        .unwrap()
+        .expect("created subject must load");
     assert_eq!(l.subject, s, "the record must round-trip unchanged");
     assert_eq!(l.version, v, "load must return the version create returned");
-    assert_eq!(l.attempts, Attempts { serial: 1, failures: 0, blocked: false }, "fresh counter");
-    assert!(matches!(store.create(&s, &[]), Err(StoreError::Exists)), "second create is Exists");
-    assert_eq!(store.audit_log(Some(&tax(0))).unwrap().len(), 1, "create appends its audit");
+    assert_eq!(
+        l.attempts,
+        Attempts {
+            serial: 1,
+            failures: 0,
+            blocked: false
+        },
+        "fresh counter"
+    );
+    assert!(
+        matches!(store.create(&s, &[]), Err(StoreError::Exists)),
+        "second create is Exists"
+    );
+    assert_eq!(
+        store.audit_log(Some(&tax(0))).unwrap().len(),
+        1,
+        "create appends its audit"
+    );
 }
 
 /// Compare-and-swap saves.
@@ -128,16 +171,28 @@ pub fn compare_and_swap<S: Store>(store: &S) {
     let v1 = store.create(&s, &[]).unwrap();
     let mut next = s.clone();
     next.cns_holder = true;
-    let v2 = store.save(&next, v1, AttemptsUpdate::Keep, &[event(&tax(0), "a")]).unwrap();
+    let v2 = store
+        .save(&next, v1, AttemptsUpdate::Keep, &[event(&tax(0), "a")])
+        .unwrap();
     assert_ne!(v1, v2, "a save must change the version");
     let stale = store.save(&s, v1, AttemptsUpdate::Keep, &[event(&tax(0), "b")]);
-    assert!(matches!(stale, Err(StoreError::Conflict)), "a stale version must be a Conflict");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict)),
+        "a stale version must be a Conflict"
+    );
     let l = store.load(&tax(0)).unwrap().unwrap();
     assert_eq!(l.subject, next, "a refused save must change nothing");
     let log = store.audit_log(Some(&tax(0))).unwrap();
-    assert_eq!(log.len(), 1, "a refused save must not append its audit events");
+    assert_eq!(
+        log.len(),
+        1,
+        "a refused save must not append its audit events"
+    );
     let other = sample_subject(tax(1), Role::Citizen, "x@example.it", 1);
-    assert!(matches!(store.save(&other, 1, AttemptsUpdate::Keep, &[]), Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.save(&other, 1, AttemptsUpdate::Keep, &[]),
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// NOIPA-8: e-mail addresses are unique among NoiPA users, case-insensitively; INPS
@@ -146,14 +201,23 @@ pub fn noipa_email_unique<S: Store>(store: &S) {
     let a = sample_subject(tax(0), Role::Employee, "same@example.it", 1);
     store.create(&a, &[]).unwrap();
     let b = sample_subject(tax(1), Role::Employee, "SAME@Example.IT", 1);
-    assert!(matches!(store.create(&b, &[]), Err(StoreError::EmailTaken)), "NOIPA-8 on create");
-    assert!(store.load(&tax(1)).unwrap().is_none(), "a refused create must leave nothing");
+    assert!(
+        matches!(store.create(&b, &[]), Err(StoreError::EmailTaken)),
+        "NOIPA-8 on create"
+    );
+    assert!(
+        store.load(&tax(1)).unwrap().is_none(),
+        "a refused create must leave nothing"
+    );
     let b = sample_subject(tax(1), Role::Employee, "other@example.it", 1);
     let v = store.create(&b, &[]).unwrap();
     let mut b2 = b.clone();
     b2.contacts.email = Some(Email::parse("same@example.it").unwrap());
     assert!(
-        matches!(store.save(&b2, v, AttemptsUpdate::Keep, &[]), Err(StoreError::EmailTaken)),
+        matches!(
+            store.save(&b2, v, AttemptsUpdate::Keep, &[]),
+            Err(StoreError::EmailTaken)
+        ),
         "NOIPA-8 on save"
     );
     let c = sample_subject(tax(2), Role::Citizen, "same@example.it", 1);
@@ -171,9 +235,14 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
             Reservation::Granted { failures: i },
             "reservation {i} must be granted and counted"
         );
-        store.settle_attempt(&tax(0), 1, 3, Settlement::Failure, &ev).unwrap();
+        store
+            .settle_attempt(&tax(0), 1, 3, Settlement::Failure, &ev)
+            .unwrap();
     }
-    assert_eq!(store.reserve_attempt(&tax(0), 1, 3).unwrap(), Reservation::Locked);
+    assert_eq!(
+        store.reserve_attempt(&tax(0), 1, 3).unwrap(),
+        Reservation::Locked
+    );
     let l = store.load(&tax(0)).unwrap().unwrap();
     assert!(l.attempts.blocked, "reaching the limit must block for good");
     assert_eq!(
@@ -181,10 +250,21 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         Reservation::Locked,
         "a blocked PIN stays blocked even under a higher limit (POL-5)"
     );
-    store.settle_attempt(&tax(0), 1, 3, Settlement::Success, &ev).unwrap();
-    assert!(store.load(&tax(0)).unwrap().unwrap().attempts.blocked, "success never unblocks");
-    assert_eq!(store.reserve_attempt(&tax(0), 7, 3).unwrap(), Reservation::Stale);
-    assert!(matches!(store.reserve_attempt(&tax(1), 1, 3), Err(StoreError::NotFound)));
+    store
+        .settle_attempt(&tax(0), 1, 3, Settlement::Success, &ev)
+        .unwrap();
+    assert!(
+        store.load(&tax(0)).unwrap().unwrap().attempts.blocked,
+        "success never unblocks"
+    );
+    assert_eq!(
+        store.reserve_attempt(&tax(0), 7, 3).unwrap(),
+        Reservation::Stale
+    );
+    assert!(matches!(
+        store.reserve_attempt(&tax(1), 1, 3),
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// A success resets failures; a reservation left unsettled (a crash) stays counted.
@@ -192,12 +272,28 @@ pub fn success_resets_and_crash_counts<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    assert_eq!(store.reserve_attempt(&tax(0), 1, 10).unwrap(), Reservation::Granted { failures: 1 });
+    assert_eq!(
+        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
+        Reservation::Granted { failures: 1 }
+    );
     // Never settled: as if the process died before the compare finished.
-    assert_eq!(store.reserve_attempt(&tax(0), 1, 10).unwrap(), Reservation::Granted { failures: 2 });
-    store.settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev).unwrap();
-    assert_eq!(store.load(&tax(0)).unwrap().unwrap().attempts.failures, 0, "success resets");
-    assert_eq!(store.audit_log(Some(&tax(0))).unwrap().len(), 1, "settle appends its audit");
+    assert_eq!(
+        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
+        Reservation::Granted { failures: 2 }
+    );
+    store
+        .settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev)
+        .unwrap();
+    assert_eq!(
+        store.load(&tax(0)).unwrap().unwrap().attempts.failures,
+        0,
+        "success resets"
+    );
+    assert_eq!(
+        store.audit_log(Some(&tax(0))).unwrap().len(),
+        1,
+        "settle appends its audit"
+    );
 }
 
 /// The counter follows saves: Keep, Fresh, CarryOver; a stale settle changes nothing.
@@ -207,36 +303,91 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
     let ev = event(&tax(0), "verify");
     for _ in 0..2 {
         let _ = store.reserve_attempt(&tax(0), 1, 10).unwrap();
-        store.settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev).unwrap();
+        store
+            .settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev)
+            .unwrap();
     }
     let mut keep = s.clone();
     keep.cns_holder = true;
     v = store.save(&keep, v, AttemptsUpdate::Keep, &[]).unwrap();
-    assert_eq!(store.load(&tax(0)).unwrap().unwrap().attempts.failures, 2, "Keep keeps");
+    assert_eq!(
+        store.load(&tax(0)).unwrap().unwrap().attempts.failures,
+        2,
+        "Keep keeps"
+    );
     let s2 = with_serial(keep, 2);
     v = store.save(&s2, v, AttemptsUpdate::CarryOver, &[]).unwrap();
     let a = store.load(&tax(0)).unwrap().unwrap().attempts;
-    assert_eq!(a, Attempts { serial: 2, failures: 2, blocked: false }, "CarryOver moves the count");
-    assert_eq!(store.reserve_attempt(&tax(0), 1, 10).unwrap(), Reservation::Stale, "old serial");
-    store.settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev).unwrap();
-    assert_eq!(store.load(&tax(0)).unwrap().unwrap().attempts.failures, 2, "stale settle: no-op");
+    assert_eq!(
+        a,
+        Attempts {
+            serial: 2,
+            failures: 2,
+            blocked: false
+        },
+        "CarryOver moves the count"
+    );
+    assert_eq!(
+        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
+        Reservation::Stale,
+        "old serial"
+    );
+    store
+        .settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev)
+        .unwrap();
+    assert_eq!(
+        store.load(&tax(0)).unwrap().unwrap().attempts.failures,
+        2,
+        "stale settle: no-op"
+    );
     let s3 = with_serial(s2, 3);
     store.save(&s3, v, AttemptsUpdate::Fresh, &[]).unwrap();
     let a = store.load(&tax(0)).unwrap().unwrap().attempts;
-    assert_eq!(a, Attempts { serial: 3, failures: 0, blocked: false }, "Fresh resets");
+    assert_eq!(
+        a,
+        Attempts {
+            serial: 3,
+            failures: 0,
+            blocked: false
+        },
+        "Fresh resets"
+    );
 }
 
 /// The audit log keeps order and filters by subject.
 pub fn audit_log_order<S: Store>(store: &S) {
-    store.create(&sample_subject(tax(0), Role::Citizen, "a@example.it", 0), &[]).unwrap();
-    store.create(&sample_subject(tax(1), Role::Citizen, "b@example.it", 0), &[]).unwrap();
-    let events: Vec<AuditEvent> =
-        (0..5).map(|i| event(&tax(i % 2), &format!("step{i}"))).collect();
+    store
+        .create(
+            &sample_subject(tax(0), Role::Citizen, "a@example.it", 0),
+            &[],
+        )
+        .unwrap();
+    store
+        .create(
+            &sample_subject(tax(1), Role::Citizen, "b@example.it", 0),
+            &[],
+        )
+        .unwrap();
+    let events: Vec<AuditEvent> = (0..5)
+        .map(|i| event(&tax(i % 2), &format!("step{i}")))
+        .collect();
     store.append_audit(&events[..3]).unwrap();
     store.append_audit(&events[3..]).unwrap();
-    assert_eq!(store.audit_log(None).unwrap(), events, "all events, oldest first");
-    let mine: Vec<AuditEvent> = events.iter().filter(|e| e.subject == tax(1)).cloned().collect();
-    assert_eq!(store.audit_log(Some(&tax(1))).unwrap(), mine, "filtered by subject");
+    assert_eq!(
+        store.audit_log(None).unwrap(),
+        events,
+        "all events, oldest first"
+    );
+    let mine: Vec<AuditEvent> = events
+        .iter()
+        .filter(|e| e.subject == tax(1))
+        .cloned()
+        .collect();
+    assert_eq!(
+        store.audit_log(Some(&tax(1))).unwrap(),
+        mine,
+        "filtered by subject"
+    );
 }
 
 /// Many threads reserving at once: no more than `limit` are granted.
@@ -249,9 +400,13 @@ pub fn concurrent_reservations<S: Store + Sync>(store: &S) {
             scope.spawn(|| {
                 let ev = event(&tax(0), "verify");
                 for _ in 0..25 {
-                    if let Reservation::Granted { .. } = store.reserve_attempt(&tax(0), 1, 10).unwrap() {
+                    if let Reservation::Granted { .. } =
+                        store.reserve_attempt(&tax(0), 1, 10).unwrap()
+                    {
                         granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        store.settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev).unwrap();
+                        store
+                            .settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev)
+                            .unwrap();
                     }
                 }
             });

@@ -29,7 +29,9 @@ pub enum Error {
     #[error("a subject with tax code {0} is already on record")]
     SubjectExists(TaxCode),
     /// The e-mail address belongs to another NoiPA user (NOIPA-8).
-    #[error("this e-mail address is already registered to another NoiPA user; give a personal address (NOIPA-8)")]
+    #[error(
+        "this e-mail address is already registered to another NoiPA user; give a personal address (NOIPA-8)"
+    )]
     EmailInUse,
     /// The store failed.
     #[error("storage failed: {0}")]
@@ -117,7 +119,9 @@ pub enum Refusal {
         rule: &'static str,
     },
     /// Delegates are never admitted: the PIN is a digital identity (INPS-10).
-    #[error("delegates are not admitted: the person, or a guardian/curator/support administrator/parent with a declaration, must ask (INPS-10)")]
+    #[error(
+        "delegates are not admitted: the person, or a guardian/curator/support administrator/parent with a declaration, must ask (INPS-10)"
+    )]
     Delegate,
     /// A parent may act only for a minor (INPS-10).
     #[error("a parent may request the PIN only for a minor; this person is of age (INPS-10)")]
@@ -126,7 +130,9 @@ pub enum Refusal {
     #[error("there is no usable PIN on record")]
     NoPin,
     /// The PIN is blocked; only a new issue unblocks (POL-5).
-    #[error("the PIN is blocked after too many wrong attempts; reset it (two registered contacts) or be identified again (POL-5)")]
+    #[error(
+        "the PIN is blocked after too many wrong attempts; reset it (two registered contacts) or be identified again (POL-5)"
+    )]
     Blocked,
     /// A request is already waiting for outbound verification.
     #[error("a request is already waiting for outbound verification by the contact centre")]
@@ -150,7 +156,9 @@ pub enum Refusal {
         until: DateTime<Utc>,
     },
     /// The PIN was already used or changed: a re-send would not help; reset instead.
-    #[error("the PIN on record was already used; a re-send is only for PINs not yet received — reset it instead")]
+    #[error(
+        "the PIN on record was already used; a re-send is only for PINs not yet received — reset it instead"
+    )]
     AlreadyUsed,
     /// The action does not exist for this profile.
     #[error("{action} is not available for {profile} subjects")]
@@ -161,7 +169,9 @@ pub enum Refusal {
         profile: &'static str,
     },
     /// The quoted contacts do not match two of those registered (INPS-14).
-    #[error("the contacts given do not match two of those registered at first registration (INPS-14)")]
+    #[error(
+        "the contacts given do not match two of those registered at first registration (INPS-14)"
+    )]
     ContactsDoNotMatch,
     /// The proof of authentication is for an earlier PIN or another purpose.
     #[error("authenticate again: the PIN changed since")]

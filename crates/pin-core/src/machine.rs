@@ -27,8 +27,8 @@ use chrono::{DateTime, Utc};
 use crate::actor::Actor;
 use crate::audit::AuditEvent;
 use crate::command::{
-    Advice, AttemptsUpdate, Authenticated, Check, Command, Decision, Delivery, Effect,
-    Enrolment, Imported, NewPin,
+    Advice, AttemptsUpdate, Authenticated, Check, Command, Decision, Delivery, Effect, Enrolment,
+    Imported, NewPin,
 };
 use crate::contact::{ContactKind, ContactProof, Contacts};
 use crate::error::{Error, InputError, Refusal};
@@ -80,7 +80,10 @@ impl<R: rand_core::CryptoRng + ?Sized> Mint for Minter<'_, R> {
         Ok(self.hasher.hash(pin, self.rng)?)
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
-        Ok(matches!(self.hasher.verify(pin, hash)?, crate::hash::Verified::Match { .. }))
+        Ok(matches!(
+            self.hasher.verify(pin, hash)?,
+            crate::hash::Verified::Match { .. }
+        ))
     }
 }
 
@@ -128,17 +131,29 @@ pub fn decide(
                 }
                 Command::Identify { contacts } => step.identify(contacts.clone(), mint)?,
                 Command::Resend => step.resend(attempts, mint)?,
-                Command::ChangeContacts { contacts, authenticated } => {
+                Command::ChangeContacts {
+                    contacts,
+                    authenticated,
+                } => {
                     step.change_contacts(contacts.clone(), authenticated.as_ref())?;
                 }
-                Command::BranchRequest { identity_document, on_behalf } => {
+                Command::BranchRequest {
+                    identity_document,
+                    on_behalf,
+                } => {
                     step.branch(*identity_document, *on_behalf, mint)?;
                 }
                 Command::WebRequest { address } => step.web(*address, mint)?,
-                Command::ContactCentreRequest { archives } => step.contact_centre(*archives, mint)?,
+                Command::ContactCentreRequest { archives } => {
+                    step.contact_centre(*archives, mint)?
+                }
                 Command::OutboundVerification { result } => step.outbound(*result, mint)?,
                 Command::PreAssign => step.pre_assign(mint)?,
-                Command::Activate { authenticated, first_half, health_card } => {
+                Command::Activate {
+                    authenticated,
+                    first_half,
+                    health_card,
+                } => {
                     step.activate(authenticated, first_half, *health_card, mint)?;
                 }
                 Command::Convert { document } => step.convert(*document)?,
@@ -146,7 +161,12 @@ pub fn decide(
                 Command::ChangePin { authenticated, new } => {
                     step.change_pin(authenticated, new, attempts, mint)?;
                 }
-                Command::Receipt { serial, part, channel, state } => {
+                Command::Receipt {
+                    serial,
+                    part,
+                    channel,
+                    state,
+                } => {
                     step.receipt(*serial, *part, *channel, *state)?;
                 }
             }
@@ -156,7 +176,12 @@ pub fn decide(
 }
 
 fn refuse_actor(actor: &Actor, action: &'static str, rule: &'static str) -> Error {
-    Refusal::Actor { actor: actor.kind(), action, rule }.into()
+    Refusal::Actor {
+        actor: actor.kind(),
+        action,
+        rule,
+    }
+    .into()
 }
 
 fn profile_name(p: Profile) -> &'static str {
@@ -206,7 +231,10 @@ fn enrol(
     let profile = e.role.profile();
     let allowed = match profile {
         Profile::Noipa => {
-            matches!(actor, Actor::Rid(_) | Actor::EnrolmentOperator(_) | Actor::System)
+            matches!(
+                actor,
+                Actor::Rid(_) | Actor::EnrolmentOperator(_) | Actor::System
+            )
         }
         Profile::Inps => matches!(
             actor,
@@ -239,7 +267,10 @@ fn enrol(
         }
         .into());
     }
-    let registered = Contacts { address: None, ..e.contacts.clone() };
+    let registered = Contacts {
+        address: None,
+        ..e.contacts.clone()
+    };
     let subject = Subject {
         tax_code: tax_code.clone(),
         role: e.role,
@@ -261,13 +292,16 @@ fn enrol(
     let mut step = Step::new(&subject, actor, ctx, "enrol");
     step.outcome = "enrolled";
     if profile == Profile::Inps && step.next.contacts.reset_contact_count() < 2 {
-        step.effects.push(Effect::Advise(Advice::FewerThanTwoResetContacts));
+        step.effects
+            .push(Effect::Advise(Advice::FewerThanTwoResetContacts));
     }
     // NOIPA-2: people enrolled after 31 March 2014 get their PIN at enrolment; NOIPA-10:
     // CNS holders need none.
     if profile == Profile::Noipa
         && !subject.cns_holder
-        && subject.enrolled_on.is_some_and(|d| d >= ctx.policy.noipa_auto_issue_from())
+        && subject
+            .enrolled_on
+            .is_some_and(|d| d >= ctx.policy.noipa_auto_issue_from())
     {
         step.issue_noipa(Origin::Enrolment, mint)?;
         step.outcome = "enrolled_and_issued";
@@ -282,12 +316,20 @@ fn import(
     ctx: &Context<'_>,
 ) -> Result<Decision, Error> {
     if *actor != Actor::System {
-        return Err(refuse_actor(actor, "import subjects", "operators enrol, the system imports"));
+        return Err(refuse_actor(
+            actor,
+            "import subjects",
+            "operators enrol, the system imports",
+        ));
     }
     let consistent = matches!(
         (i.role.profile(), i.format, i.stage),
         (Profile::Noipa, PinFormat::NoipaDigits5, Stage::Active)
-            | (Profile::Inps, PinFormat::InpsIssued16, Stage::MustChange | Stage::Active)
+            | (
+                Profile::Inps,
+                PinFormat::InpsIssued16,
+                Stage::MustChange | Stage::Active
+            )
             | (Profile::Inps, PinFormat::InpsInUse8, Stage::Active)
     );
     if !consistent {
@@ -300,7 +342,11 @@ fn import(
         serial: 1,
         hash: i.hash,
         format: i.format,
-        level: if i.role.profile() == Profile::Noipa { Level::Online } else { i.level },
+        level: if i.role.profile() == Profile::Noipa {
+            Level::Online
+        } else {
+            i.level
+        },
         stage: i.stage,
         origin: Origin::Import,
         issued_at: i.issued_at,
@@ -313,7 +359,10 @@ fn import(
         },
         parts: Vec::new(),
     };
-    let registered = Contacts { address: None, ..i.contacts.clone() };
+    let registered = Contacts {
+        address: None,
+        ..i.contacts.clone()
+    };
     let subject = Subject {
         tax_code: tax_code.clone(),
         role: i.role,
@@ -331,7 +380,12 @@ fn import(
     };
     let mut ev = audit(tax_code, actor, ctx.now, "import", "imported");
     ev.serial = Some(1);
-    Ok(Decision { next: subject, attempts: AttemptsUpdate::Fresh, audit: vec![ev], effects: vec![] })
+    Ok(Decision {
+        next: subject,
+        attempts: AttemptsUpdate::Fresh,
+        audit: vec![ev],
+        effects: vec![],
+    })
 }
 
 fn check_representation(
@@ -367,7 +421,12 @@ enum Route {
 }
 
 impl<'a> Step<'a> {
-    fn new(subject: &Subject, actor: &'a Actor, ctx: &'a Context<'a>, action: &'static str) -> Self {
+    fn new(
+        subject: &Subject,
+        actor: &'a Actor,
+        ctx: &'a Context<'a>,
+        action: &'static str,
+    ) -> Self {
         Self {
             actor,
             ctx,
@@ -382,11 +441,22 @@ impl<'a> Step<'a> {
     }
 
     fn finish(self) -> Decision {
-        let mut ev = audit(&self.next.tax_code, self.actor, self.ctx.now, self.action, self.outcome);
+        let mut ev = audit(
+            &self.next.tax_code,
+            self.actor,
+            self.ctx.now,
+            self.action,
+            self.outcome,
+        );
         ev.serial = self.next.credential.as_ref().map(|c| c.serial);
         ev.channels = self.channels;
         ev.detail = self.detail;
-        Decision { next: self.next, attempts: self.attempts, audit: vec![ev], effects: self.effects }
+        Decision {
+            next: self.next,
+            attempts: self.attempts,
+            audit: vec![ev],
+            effects: self.effects,
+        }
     }
 
     fn profile(&self) -> Profile {
@@ -397,13 +467,20 @@ impl<'a> Step<'a> {
         if self.profile() == profile {
             Ok(())
         } else {
-            Err(Refusal::NotForProfile { action: self.action, profile: profile_name(self.profile()) }
-                .into())
+            Err(Refusal::NotForProfile {
+                action: self.action,
+                profile: profile_name(self.profile()),
+            }
+            .into())
         }
     }
 
     fn require_actor(&self, ok: bool, rule: &'static str) -> Result<(), Error> {
-        if ok { Ok(()) } else { Err(refuse_actor(self.actor, self.action, rule)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(refuse_actor(self.actor, self.action, rule))
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -412,20 +489,43 @@ impl<'a> Step<'a> {
 
     fn recipient(&self, channel: Channel) -> Result<String, Error> {
         let c = &self.next.contacts;
-        let missing = |what| InputError::MissingContact { what, why: "the PIN is sent there" };
+        let missing = |what| InputError::MissingContact {
+            what,
+            why: "the PIN is sent there",
+        };
         Ok(match channel {
-            Channel::Email => c.email.as_ref().ok_or(missing("an e-mail address"))?.as_str().to_owned(),
-            Channel::Pec => c.pec.as_ref().ok_or(missing("a PEC address"))?.as_str().to_owned(),
-            Channel::Sms => {
-                c.mobile.as_ref().ok_or(missing("a mobile number"))?.as_str().to_owned()
-            }
+            Channel::Email => c
+                .email
+                .as_ref()
+                .ok_or(missing("an e-mail address"))?
+                .as_str()
+                .to_owned(),
+            Channel::Pec => c
+                .pec
+                .as_ref()
+                .ok_or(missing("a PEC address"))?
+                .as_str()
+                .to_owned(),
+            Channel::Sms => c
+                .mobile
+                .as_ref()
+                .ok_or(missing("a mobile number"))?
+                .as_str()
+                .to_owned(),
             // INPS-7: told by the operator on the call in progress; the mobile number is
             // noted when on record, but none is needed (the first half is also sent by SMS
             // or e-mail).
-            Channel::Phone => c.mobile.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
-            Channel::Post => {
-                c.address.as_ref().ok_or(missing("a residence address"))?.as_str().to_owned()
-            }
+            Channel::Phone => c
+                .mobile
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+            Channel::Post => c
+                .address
+                .as_ref()
+                .ok_or(missing("a residence address"))?
+                .as_str()
+                .to_owned(),
             Channel::SealedEnvelope => String::new(),
         })
     }
@@ -467,8 +567,10 @@ impl<'a> Step<'a> {
             Route::Whole(c) => vec![*c],
             Route::Halves(first, second) => first.iter().copied().chain([*second]).collect(),
         };
-        let recipients =
-            channels.iter().map(|c| self.recipient(*c)).collect::<Result<Vec<_>, _>>()?;
+        let recipients = channels
+            .iter()
+            .map(|c| self.recipient(*c))
+            .collect::<Result<Vec<_>, _>>()?;
         let pin = mint.generate(format);
         let hash = mint.seal(&pin)?;
         let serial = self.next.last_serial.saturating_add(1);
@@ -485,10 +587,17 @@ impl<'a> Step<'a> {
                 secrets.push((2, 2, b));
             }
         }
-        for ((part, of, secret), (channel, recipient)) in
-            secrets.into_iter().zip(channels.iter().copied().zip(recipients))
+        for ((part, of, secret), (channel, recipient)) in secrets
+            .into_iter()
+            .zip(channels.iter().copied().zip(recipients))
         {
-            parts.push(Part { index: part, of, channel, state: DeliveryState::Pending, updated_at: now });
+            parts.push(Part {
+                index: part,
+                of,
+                channel,
+                state: DeliveryState::Pending,
+                updated_at: now,
+            });
             self.effects.push(Effect::Deliver(Delivery {
                 subject: self.next.tax_code.clone(),
                 serial,
@@ -524,10 +633,16 @@ impl<'a> Step<'a> {
     /// NoiPA issue: 5 digits, by SMS only when a mobile is on record, else by e-mail
     /// (NOIPA-4).
     fn issue_noipa(&mut self, origin: Origin, mint: &mut dyn Mint) -> Result<(), Error> {
-        let channel =
-            if self.next.contacts.mobile.is_some() { Channel::Sms } else { Channel::Email };
-        let attempts =
-            if origin == Origin::Resend { AttemptsUpdate::CarryOver } else { AttemptsUpdate::Fresh };
+        let channel = if self.next.contacts.mobile.is_some() {
+            Channel::Sms
+        } else {
+            Channel::Email
+        };
+        let attempts = if origin == Origin::Resend {
+            AttemptsUpdate::CarryOver
+        } else {
+            AttemptsUpdate::Fresh
+        };
         self.issue(
             origin,
             PinFormat::NoipaDigits5,
@@ -590,7 +705,9 @@ impl<'a> Step<'a> {
         if attempts.serial == cred.serial && attempts.is_locked(self.ctx.policy.lockout(profile)) {
             return Err(Refusal::Blocked.into());
         }
-        if cred.first_used_at.is_some() || cred.changed_at.is_some() || cred.origin == Origin::Import
+        if cred.first_used_at.is_some()
+            || cred.changed_at.is_some()
+            || cred.origin == Origin::Import
         {
             return Err(Refusal::AlreadyUsed.into());
         }
@@ -608,7 +725,10 @@ impl<'a> Step<'a> {
         let limit = usize::try_from(self.ctx.policy.resend_limit()).unwrap_or(usize::MAX);
         if self.next.resends.len() >= limit {
             let oldest = self.next.resends.iter().min().copied().unwrap_or(now);
-            return Err(Refusal::ResendLimit { until: oldest + window }.into());
+            return Err(Refusal::ResendLimit {
+                until: oldest + window,
+            }
+            .into());
         }
         self.next.resends.push(now);
         // POL-3: a fresh PIN on the same channels; the failures carry over.
@@ -702,7 +822,11 @@ impl<'a> Step<'a> {
     }
 
     fn require_no_pending(&self) -> Result<(), Error> {
-        if self.next.pending == Pending::None { Ok(()) } else { Err(Refusal::AlreadyPending.into()) }
+        if self.next.pending == Pending::None {
+            Ok(())
+        } else {
+            Err(Refusal::AlreadyPending.into())
+        }
     }
 
     fn branch(
@@ -757,7 +881,8 @@ impl<'a> Step<'a> {
             self.next.represented_by = on_behalf;
         }
         if self.next.contacts.reset_contact_count() < 2 {
-            self.effects.push(Effect::Advise(Advice::FewerThanTwoResetContacts));
+            self.effects
+                .push(Effect::Advise(Advice::FewerThanTwoResetContacts));
         }
         match address {
             Check::Passed => self.issue_inps_split(Origin::Web, mint),
@@ -766,8 +891,12 @@ impl<'a> Step<'a> {
     }
 
     fn await_outbound(&mut self, origin: Origin) -> Result<(), Error> {
-        self.next.pending = Pending::OutboundVerification { origin, since: self.now() };
-        self.effects.push(Effect::Advise(Advice::AwaitingOutboundVerification));
+        self.next.pending = Pending::OutboundVerification {
+            origin,
+            since: self.now(),
+        };
+        self.effects
+            .push(Effect::Advise(Advice::AwaitingOutboundVerification));
         self.outcome = "awaiting_outbound_verification";
         Ok(())
     }
@@ -827,7 +956,8 @@ impl<'a> Step<'a> {
             mint,
         )?;
         self.fix_pre_assigned_parts();
-        self.effects.push(Effect::Advise(Advice::AwaitingActivation));
+        self.effects
+            .push(Effect::Advise(Advice::AwaitingActivation));
         Ok(())
     }
 
@@ -839,7 +969,10 @@ impl<'a> Step<'a> {
         mint: &mut dyn Mint,
     ) -> Result<(), Error> {
         self.require_profile(Profile::Inps)?;
-        self.require_actor(matches!(self.actor, Actor::Subject), "INPS-8: the person activates")?;
+        self.require_actor(
+            matches!(self.actor, Actor::Subject),
+            "INPS-8: the person activates",
+        )?;
         let cred = self.check_proof(authenticated)?.clone();
         if cred.stage != Stage::AwaitingActivation {
             return Err(Refusal::Stage {
@@ -868,7 +1001,13 @@ impl<'a> Step<'a> {
             p.state = DeliveryState::Confirmed;
             p.updated_at = now;
         }
-        parts.push(Part { index: 2, of: 2, channel, state: DeliveryState::Pending, updated_at: now });
+        parts.push(Part {
+            index: 2,
+            of: 2,
+            channel,
+            state: DeliveryState::Pending,
+            updated_at: now,
+        });
         self.effects.push(Effect::Deliver(Delivery {
             subject: self.next.tax_code.clone(),
             serial,
@@ -901,7 +1040,10 @@ impl<'a> Step<'a> {
     fn convert(&mut self, document: Check) -> Result<(), Error> {
         self.require_profile(Profile::Inps)?;
         self.require_actor(
-            matches!(self.actor, Actor::Subject | Actor::BranchOperator(_) | Actor::System),
+            matches!(
+                self.actor,
+                Actor::Subject | Actor::BranchOperator(_) | Actor::System
+            ),
             "INPS-9: the person sends the request; a branch or the back office checks it",
         )?;
         let cred = self.next.credential.as_mut().ok_or(Refusal::NoPin)?;
@@ -929,7 +1071,13 @@ impl<'a> Step<'a> {
         let on_behalf = match self.actor {
             Actor::Subject => None,
             Actor::Representative(r) => Some(*r),
-            _ => return Err(refuse_actor(self.actor, self.action, "INPS-14: the person resets")),
+            _ => {
+                return Err(refuse_actor(
+                    self.actor,
+                    self.action,
+                    "INPS-14: the person resets",
+                ));
+            }
         };
         self.request_allowed(on_behalf)?;
         let mut kinds: Vec<ContactKind> = Vec::new();
@@ -940,8 +1088,10 @@ impl<'a> Step<'a> {
             kinds.push(p.kind());
         }
         // INPS-14: at least two of the contacts registered at the first registration.
-        let matched: Vec<&ContactProof> =
-            proofs.iter().filter(|p| self.next.registered.matches(p)).collect();
+        let matched: Vec<&ContactProof> = proofs
+            .iter()
+            .filter(|p| self.next.registered.matches(p))
+            .collect();
         let (Some(a), Some(b)) = (matched.first(), matched.get(1)) else {
             return Err(Refusal::ContactsDoNotMatch.into());
         };
@@ -1018,7 +1168,11 @@ impl<'a> Step<'a> {
         });
         self.next.last_serial = serial;
         self.attempts = AttemptsUpdate::Fresh;
-        self.outcome = if reveal { "changed_generated" } else { "changed_chosen" };
+        self.outcome = if reveal {
+            "changed_generated"
+        } else {
+            "changed_chosen"
+        };
         if reveal {
             self.effects.push(Effect::Reveal(pin));
         }
@@ -1084,8 +1238,12 @@ impl<'a> Step<'a> {
 
 /// The route of a re-send: the channels of the credential being replaced.
 fn route_like(cred: &Credential) -> Route {
-    let firsts: Vec<Channel> =
-        cred.parts.iter().filter(|p| p.index == 1 && p.of == 2).map(|p| p.channel).collect();
+    let firsts: Vec<Channel> = cred
+        .parts
+        .iter()
+        .filter(|p| p.index == 1 && p.of == 2)
+        .map(|p| p.channel)
+        .collect();
     match cred.parts.iter().find(|p| p.index == 2) {
         Some(second) => Route::Halves(firsts, second.channel),
         None => Route::Whole(cred.parts.first().map_or(Channel::Email, |p| p.channel)),

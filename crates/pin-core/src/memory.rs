@@ -40,13 +40,23 @@ fn email_taken(inner: &Inner, subject: &Subject) -> bool {
     if subject.profile() != Profile::Noipa {
         return false;
     }
-    let Some(key) = subject.contacts.email.as_ref().map(crate::contact::Email::unique_key) else {
+    let Some(key) = subject
+        .contacts
+        .email
+        .as_ref()
+        .map(crate::contact::Email::unique_key)
+    else {
         return false;
     };
     inner.subjects.values().any(|(other, _, _)| {
         other.tax_code != subject.tax_code
             && other.profile() == Profile::Noipa
-            && other.contacts.email.as_ref().map(crate::contact::Email::unique_key).as_ref()
+            && other
+                .contacts
+                .email
+                .as_ref()
+                .map(crate::contact::Email::unique_key)
+                .as_ref()
                 == Some(&key)
     })
 }
@@ -69,7 +79,9 @@ impl Store for MemoryStore {
             return Err(StoreError::EmailTaken);
         }
         let attempts = next_attempts(Attempts::default(), subject, AttemptsUpdate::Fresh);
-        inner.subjects.insert(subject.tax_code.clone(), (subject.clone(), 1, attempts));
+        inner
+            .subjects
+            .insert(subject.tax_code.clone(), (subject.clone(), 1, attempts));
         inner.audit.extend_from_slice(audit);
         Ok(1)
     }
@@ -92,7 +104,9 @@ impl Store for MemoryStore {
         }
         let next = version.checked_add(1).ok_or(StoreError::Conflict)?;
         let counter = next_attempts(counter, subject, attempts);
-        inner.subjects.insert(subject.tax_code.clone(), (subject.clone(), next, counter));
+        inner
+            .subjects
+            .insert(subject.tax_code.clone(), (subject.clone(), next, counter));
         inner.audit.extend_from_slice(audit);
         Ok(next)
     }
@@ -104,8 +118,10 @@ impl Store for MemoryStore {
         limit: u32,
     ) -> Result<Reservation, StoreError> {
         let mut inner = self.lock();
-        let (subject, _, counter) =
-            inner.subjects.get_mut(tax_code).ok_or(StoreError::NotFound)?;
+        let (subject, _, counter) = inner
+            .subjects
+            .get_mut(tax_code)
+            .ok_or(StoreError::NotFound)?;
         let current = subject.credential.as_ref().map(|c| c.serial);
         let (answer, next) = reserve_rule(*counter, current, serial, limit);
         *counter = next;

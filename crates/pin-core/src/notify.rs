@@ -48,7 +48,9 @@ pub struct OutboxMessage {
 impl std::fmt::Debug for OutboxMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Self { delivery } = self;
-        f.debug_struct("OutboxMessage").field("delivery", delivery).finish()
+        f.debug_struct("OutboxMessage")
+            .field("delivery", delivery)
+            .finish()
     }
 }
 
@@ -68,7 +70,12 @@ impl MemoryOutbox {
 
     /// Takes every message out of the outbox, oldest first.
     pub fn take(&self) -> Vec<OutboxMessage> {
-        std::mem::take(&mut *self.messages.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .messages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 

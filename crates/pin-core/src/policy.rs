@@ -79,8 +79,16 @@ impl Default for Policy {
             noipa_unused_expiry: None,
             noipa_auto_issue_from: NaiveDate::from_ymd_opt(2014, 4, 1).unwrap_or_default(),
             hash_live: HashParams::RECOMMENDED,
-            hash_floor: HashParams { m_kib: 8, t_cost: 1, p_cost: 1 },
-            hash_cap: HashParams { m_kib: 1_048_576, t_cost: 16, p_cost: 8 },
+            hash_floor: HashParams {
+                m_kib: 8,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            hash_cap: HashParams {
+                m_kib: 1_048_576,
+                t_cost: 16,
+                p_cost: 8,
+            },
         }
     }
 }
@@ -88,7 +96,9 @@ impl Default for Policy {
 impl Policy {
     /// A builder starting from the defaults of RULES.md.
     pub fn builder() -> PolicyBuilder {
-        PolicyBuilder { policy: Self::default() }
+        PolicyBuilder {
+            policy: Self::default(),
+        }
     }
 
     /// Consecutive wrong attempts that block a NoiPA PIN (POL-1; default 10).
@@ -253,16 +263,32 @@ impl PolicyBuilder {
         for (field, value, max) in [
             ("noipa_lockout", p.noipa_lockout, MAX_LOCKOUT),
             ("inps_lockout", p.inps_lockout, MAX_LOCKOUT),
-            ("rotation_citizen_months", p.rotation_citizen_months, MAX_MONTHS),
-            ("rotation_intermediary_months", p.rotation_intermediary_months, MAX_MONTHS),
-            ("noipa_rotation_months", p.noipa_rotation_months.unwrap_or(1), MAX_MONTHS),
+            (
+                "rotation_citizen_months",
+                p.rotation_citizen_months,
+                MAX_MONTHS,
+            ),
+            (
+                "rotation_intermediary_months",
+                p.rotation_intermediary_months,
+                MAX_MONTHS,
+            ),
+            (
+                "noipa_rotation_months",
+                p.noipa_rotation_months.unwrap_or(1),
+                MAX_MONTHS,
+            ),
             ("resend_limit", p.resend_limit, MAX_LOCKOUT),
         ] {
             if value == 0 {
                 return Err(PolicyError::Zero { field });
             }
             if value > max {
-                return Err(PolicyError::TooLarge { field, value: value.into(), max: max.into() });
+                return Err(PolicyError::TooLarge {
+                    field,
+                    value: value.into(),
+                    max: max.into(),
+                });
             }
         }
         for (field, value) in [
@@ -275,10 +301,14 @@ impl PolicyBuilder {
             }
         }
         if p.noipa_unused_expiry.is_some_and(|d| d <= Duration::zero()) {
-            return Err(PolicyError::NotPositive { field: "noipa_unused_expiry" });
+            return Err(PolicyError::NotPositive {
+                field: "noipa_unused_expiry",
+            });
         }
         if p.support_resend_after < Duration::zero() {
-            return Err(PolicyError::NotPositive { field: "support_resend_after" });
+            return Err(PolicyError::NotPositive {
+                field: "support_resend_after",
+            });
         }
         let (l, f, c) = (p.hash_live, p.hash_floor, p.hash_cap);
         let le = |a: HashParams, b: HashParams| {
@@ -317,19 +347,30 @@ mod tests {
     fn nonsense_is_refused() {
         assert_eq!(
             Policy::builder().inps_lockout(0).build(),
-            Err(PolicyError::Zero { field: "inps_lockout" })
+            Err(PolicyError::Zero {
+                field: "inps_lockout"
+            })
         );
         assert_eq!(
             Policy::builder().resend_window(Duration::zero()).build(),
-            Err(PolicyError::NotPositive { field: "resend_window" })
+            Err(PolicyError::NotPositive {
+                field: "resend_window"
+            })
         );
         assert!(matches!(
             Policy::builder().rotation_citizen_months(10_000).build(),
-            Err(PolicyError::TooLarge { field: "rotation_citizen_months", .. })
+            Err(PolicyError::TooLarge {
+                field: "rotation_citizen_months",
+                ..
+            })
         ));
         assert!(matches!(
             Policy::builder()
-                .hash_floor(HashParams { m_kib: 65_536, t_cost: 3, p_cost: 1 })
+                .hash_floor(HashParams {
+                    m_kib: 65_536,
+                    t_cost: 3,
+                    p_cost: 1
+                })
                 .build(),
             Err(PolicyError::Hash(_))
         ));
@@ -341,8 +382,13 @@ mod tests {
 
     #[test]
     fn overrides_stick() {
-        let p = Policy::builder().inps_lockout(3).noipa_rotation_months(Some(12)).build();
-        let p = p.as_ref().map(|p| (p.inps_lockout(), p.noipa_rotation_months()));
+        let p = Policy::builder()
+            .inps_lockout(3)
+            .noipa_rotation_months(Some(12))
+            .build();
+        let p = p
+            .as_ref()
+            .map(|p| (p.inps_lockout(), p.noipa_rotation_months()));
         assert_eq!(p, Ok((3, Some(12))));
     }
 }

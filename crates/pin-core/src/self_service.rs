@@ -39,10 +39,17 @@ pub enum Proof<'a> {
 ///
 /// # Errors
 /// [`Refusal`] explaining what is missing.
-pub fn authorize(subject: &Subject, service: SelfService, proof: &Proof<'_>) -> Result<(), Refusal> {
+pub fn authorize(
+    subject: &Subject,
+    service: SelfService,
+    proof: &Proof<'_>,
+) -> Result<(), Refusal> {
     let _ = service; // every listed service needs the same proof (NOIPA-11)
     if subject.profile() != Profile::Noipa {
-        return Err(Refusal::NotForProfile { action: "NoiPA self-services", profile: "INPS" });
+        return Err(Refusal::NotForProfile {
+            action: "NoiPA self-services",
+            profile: "INPS",
+        });
     }
     match proof {
         Proof::Pin(a) => {

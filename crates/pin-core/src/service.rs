@@ -111,7 +111,13 @@ pub struct PinService<S, N, R> {
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { store: _, notifier: _, policy, hasher, rng: _ } = self;
+        let Self {
+            store: _,
+            notifier: _,
+            policy,
+            hasher,
+            rng: _,
+        } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
             .field("hasher", hasher)
@@ -129,20 +135,29 @@ struct ServiceMint<'a, R> {
 impl<R: CryptoRng> ServiceMint<'_, R> {
     fn local_rng(&self) -> ChaCha20Rng {
         let mut seed = [0u8; 32];
-        self.rng.lock().unwrap_or_else(PoisonError::into_inner).fill_bytes(&mut seed);
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fill_bytes(&mut seed);
         ChaCha20Rng::from_seed(seed)
     }
 }
 
 impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
     fn generate(&mut self, format: PinFormat) -> Pin {
-        format::generate(format, &mut *self.rng.lock().unwrap_or_else(PoisonError::into_inner))
+        format::generate(
+            format,
+            &mut *self.rng.lock().unwrap_or_else(PoisonError::into_inner),
+        )
     }
     fn seal(&mut self, pin: &Pin) -> Result<PinHash, Error> {
         Ok(self.hasher.hash(pin, &mut self.local_rng())?)
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
-        Ok(matches!(self.hasher.verify(pin, hash)?, Verified::Match { .. }))
+        Ok(matches!(
+            self.hasher.verify(pin, hash)?,
+            Verified::Match { .. }
+        ))
     }
 }
 
@@ -161,9 +176,26 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     ///
     /// # Errors
     /// [`Error::Hash`] when the policy's Argon2 parameters are refused.
-    pub fn new(store: S, notifier: N, policy: Policy, keys: Keyring, rng: R) -> Result<Self, Error> {
-        let hasher = Hasher::new(policy.hash_live(), policy.hash_floor(), policy.hash_cap(), keys)?;
-        Ok(Self { store, notifier, policy, hasher, rng: Mutex::new(rng) })
+    pub fn new(
+        store: S,
+        notifier: N,
+        policy: Policy,
+        keys: Keyring,
+        rng: R,
+    ) -> Result<Self, Error> {
+        let hasher = Hasher::new(
+            policy.hash_live(),
+            policy.hash_floor(),
+            policy.hash_cap(),
+            keys,
+        )?;
+        Ok(Self {
+            store,
+            notifier,
+            policy,
+            hasher,
+            rng: Mutex::new(rng),
+        })
     }
 
     /// The policy in force.
@@ -187,7 +219,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     }
 
     fn mint(&self) -> ServiceMint<'_, R> {
-        ServiceMint { hasher: &self.hasher, rng: &self.rng }
+        ServiceMint {
+            hasher: &self.hasher,
+            rng: &self.rng,
+        }
     }
 
     fn load(&self, tax: &TaxCode) -> Result<Option<Loaded>, Error> {
@@ -208,7 +243,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         command: &Command,
         now: DateTime<Utc>,
     ) -> Result<Executed, Error> {
-        let ctx = Context { now, policy: &self.policy };
+        let ctx = Context {
+            now,
+            policy: &self.policy,
+        };
         for _ in 0..CAS_RETRIES {
             let loaded = self.load(tax)?;
             let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
@@ -221,7 +259,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 &ctx,
                 &mut self.mint(),
             )?;
-            let Decision { next, attempts: update, audit, effects } = decision;
+            let Decision {
+                next,
+                attempts: update,
+                audit,
+                effects,
+            } = decision;
             let saved = match &loaded {
                 None => self.store.create(&next, &audit),
                 Some(l) => self.store.save(&next, l.version, update, &audit),
@@ -276,7 +319,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         } else {
             subject
         };
-        Ok(Executed { subject, deliveries, advice, revealed })
+        Ok(Executed {
+            subject,
+            deliveries,
+            advice,
+            revealed,
+        })
     }
 
     /// Records delivery receipts as `Receipt` commands of the system, in one save.
@@ -287,7 +335,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         reports: &[DeliveryReport],
         now: DateTime<Utc>,
     ) -> Result<Subject, Error> {
-        let ctx = Context { now, policy: &self.policy };
+        let ctx = Context {
+            now,
+            policy: &self.policy,
+        };
         let tax = subject.tax_code.clone();
         for _ in 0..CAS_RETRIES {
             let mut next = subject.clone();
@@ -315,10 +366,15 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     audit.extend(d.audit);
                 }
             }
-            match self.store.save(&next, version, AttemptsUpdate::Keep, &audit) {
+            match self
+                .store
+                .save(&next, version, AttemptsUpdate::Keep, &audit)
+            {
                 Ok(_) => return Ok(next),
                 Err(StoreError::Conflict) => {
-                    let l = self.load(&tax)?.ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
+                    let l = self
+                        .load(&tax)?
+                        .ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
                     subject = l.subject;
                     version = l.version;
                 }
@@ -343,7 +399,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         required: crate::subject::Level,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, Error> {
-        Ok(self.authenticate(tax, input, Purpose::Access { required }, now)?.outcome)
+        Ok(self
+            .authenticate(tax, input, Purpose::Access { required }, now)?
+            .outcome)
     }
 
     /// Verifies `input` for `purpose`, returning the proof a follow-up command needs.
@@ -362,18 +420,36 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
             let subject = loaded.as_ref().map(|l| &l.subject);
             match verify::plan(subject, &attempts, purpose, now, &self.policy) {
-                Plan::Done { outcome, dummy, audit } => {
+                Plan::Done {
+                    outcome,
+                    dummy,
+                    audit,
+                } => {
                     if dummy {
-                        let _ = self.hasher.verify_dummy(&Pin::from_string(input.chars().take(64).collect()));
+                        let _ = self
+                            .hasher
+                            .verify_dummy(&Pin::from_string(input.chars().take(64).collect()));
                     }
                     if let Some(ev) = audit {
-                        self.store.append_audit(&[ev]).map_err(|e| store_err(tax, e))?;
+                        self.store
+                            .append_audit(&[ev])
+                            .map_err(|e| store_err(tax, e))?;
                     }
-                    return Ok(Verification { outcome, proof: None });
+                    return Ok(Verification {
+                        outcome,
+                        proof: None,
+                    });
                 }
-                Plan::Compare { serial, limit, format, hash } => {
+                Plan::Compare {
+                    serial,
+                    limit,
+                    format,
+                    hash,
+                } => {
                     let pin = format::parse_input(format, input).map_err(InputError::from)?;
-                    let Some(loaded) = loaded else { return Err(Error::UnknownSubject(tax.clone())) };
+                    let Some(loaded) = loaded else {
+                        return Err(Error::UnknownSubject(tax.clone()));
+                    };
                     let failures = match self
                         .store
                         .reserve_attempt(tax, serial, limit)
@@ -382,8 +458,13 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                         Reservation::Stale => continue,
                         Reservation::Locked => {
                             let ev = verify::audit_event(&loaded.subject, now, purpose, "locked");
-                            self.store.append_audit(&[ev]).map_err(|e| store_err(tax, e))?;
-                            return Ok(Verification { outcome: VerifyOutcome::Locked, proof: None });
+                            self.store
+                                .append_audit(&[ev])
+                                .map_err(|e| store_err(tax, e))?;
+                            return Ok(Verification {
+                                outcome: VerifyOutcome::Locked,
+                                proof: None,
+                            });
                         }
                         Reservation::Granted { failures } => failures,
                     };
@@ -391,8 +472,14 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     // hash error leaves the attempt counted, which is the safe side.
                     let verified = self.hasher.verify(&pin, &hash)?;
                     let matched = matches!(verified, Verified::Match { .. });
-                    let finished =
-                        verify::finish(&loaded.subject, failures, matched, purpose, now, &self.policy);
+                    let finished = verify::finish(
+                        &loaded.subject,
+                        failures,
+                        matched,
+                        purpose,
+                        now,
+                        &self.policy,
+                    );
                     self.store
                         .settle_attempt(tax, serial, limit, finished.settle, &finished.audit)
                         .map_err(|e| store_err(tax, e))?;
@@ -400,7 +487,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     if finished.update.is_some() || rehash {
                         self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
                     }
-                    return Ok(Verification { outcome: finished.outcome, proof: finished.proof });
+                    return Ok(Verification {
+                        outcome: finished.outcome,
+                        proof: finished.proof,
+                    });
                 }
             }
         }
@@ -410,12 +500,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// Best effort after a match: save the first-use confirmation and upgrade the hash to
     /// the live parameters and key. A conflict means someone else changed the record, which
     /// then wins; the next successful verify tries again.
-    fn refresh_after_match(
-        &self,
-        loaded: Loaded,
-        update: Option<Subject>,
-        rehash: Option<&Pin>,
-    ) {
+    fn refresh_after_match(&self, loaded: Loaded, update: Option<Subject>, rehash: Option<&Pin>) {
         let mut next = update.unwrap_or_else(|| loaded.subject.clone());
         if let (Some(pin), Some(cred)) = (rehash, next.credential.as_mut()) {
             match self.mint().seal(pin) {
@@ -423,7 +508,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Err(_) => return,
             }
         }
-        let _ = self.store.save(&next, loaded.version, AttemptsUpdate::Keep, &[]);
+        let _ = self
+            .store
+            .save(&next, loaded.version, AttemptsUpdate::Keep, &[]);
     }
 
     /// Changes the subject's PIN (INPS-3 first access, INPS-4/INPS-11 rotation): `current`
@@ -441,18 +528,24 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         now: DateTime<Utc>,
     ) -> Result<ChangeOutcome, Error> {
         let new = match new {
-            Some(text) => {
-                NewPin::Chosen(format::parse_chosen(PinFormat::InpsInUse8, text).map_err(InputError::from)?)
-            }
+            Some(text) => NewPin::Chosen(
+                format::parse_chosen(PinFormat::InpsInUse8, text).map_err(InputError::from)?,
+            ),
             None => NewPin::Generated,
         };
         let v = self.authenticate(tax, current, Purpose::Change, now)?;
         let Some(authenticated) = v.proof else {
             return Ok(ChangeOutcome::NotAuthenticated(v.outcome));
         };
-        let done =
-            self.execute(tax, &Actor::Subject, &Command::ChangePin { authenticated, new }, now)?;
-        Ok(ChangeOutcome::Changed { revealed: done.revealed })
+        let done = self.execute(
+            tax,
+            &Actor::Subject,
+            &Command::ChangePin { authenticated, new },
+            now,
+        )?;
+        Ok(ChangeOutcome::Changed {
+            revealed: done.revealed,
+        })
     }
 
     /// Activates a pre-assigned PIN (INPS-8): the person types the letter's half and the
@@ -472,10 +565,17 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         if health_card == Check::Failed {
             return Err(Refusal::CheckFailed("health card").into());
         }
-        let half = format::parse_input(PinFormat::InpsInUse8, first_half).map_err(InputError::from)?;
+        let half =
+            format::parse_input(PinFormat::InpsInUse8, first_half).map_err(InputError::from)?;
         let v = self.authenticate(tax, first_half, Purpose::Activate, now)?;
-        let Some(authenticated) = v.proof else { return Ok(Err(v.outcome)) };
-        let cmd = Command::Activate { authenticated, first_half: half, health_card };
+        let Some(authenticated) = v.proof else {
+            return Ok(Err(v.outcome));
+        };
+        let cmd = Command::Activate {
+            authenticated,
+            first_half: half,
+            health_card,
+        };
         Ok(Ok(self.execute(tax, &Actor::Subject, &cmd, now)?))
     }
 
@@ -493,11 +593,18 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let v = self.authenticate(
             tax,
             pin,
-            Purpose::Access { required: crate::subject::Level::Online },
+            Purpose::Access {
+                required: crate::subject::Level::Online,
+            },
             now,
         )?;
-        let Some(authenticated) = v.proof else { return Ok(Err(v.outcome)) };
-        let cmd = Command::ChangeContacts { contacts, authenticated: Some(authenticated) };
+        let Some(authenticated) = v.proof else {
+            return Ok(Err(v.outcome));
+        };
+        let cmd = Command::ChangeContacts {
+            contacts,
+            authenticated: Some(authenticated),
+        };
         Ok(Ok(self.execute(tax, &Actor::Subject, &cmd, now)?))
     }
 
@@ -507,10 +614,16 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// [`Error::UnknownSubject`], storage failures.
     pub fn status(&self, tax: &TaxCode, now: DateTime<Utc>) -> Result<Status, Error> {
         let _ = now;
-        let l = self.load(tax)?.ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
+        let l = self
+            .load(tax)?
+            .ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
         let limit = self.policy.lockout(l.subject.profile());
         let current = l.subject.credential.as_ref().map(|c| c.serial);
-        let counter = if current == Some(l.attempts.serial) { l.attempts } else { Attempts::default() };
+        let counter = if current == Some(l.attempts.serial) {
+            l.attempts
+        } else {
+            Attempts::default()
+        };
         let cred = l.subject.credential.as_ref();
         Ok(Status {
             locked: current.is_some() && counter.is_locked(limit),

@@ -164,7 +164,11 @@ pub fn next_attempts(previous: Attempts, subject: &Subject, update: AttemptsUpda
     let serial = subject.credential.as_ref().map_or(0, |c| c.serial);
     match update {
         AttemptsUpdate::Keep => previous,
-        AttemptsUpdate::Fresh => Attempts { serial, failures: 0, blocked: false },
+        AttemptsUpdate::Fresh => Attempts {
+            serial,
+            failures: 0,
+            blocked: false,
+        },
         AttemptsUpdate::CarryOver => Attempts { serial, ..previous },
     }
 }
@@ -185,7 +189,13 @@ pub fn reserve_rule(
         return (Reservation::Locked, counter);
     }
     let failures = counter.failures.saturating_add(1);
-    (Reservation::Granted { failures }, Attempts { failures, ..counter })
+    (
+        Reservation::Granted { failures },
+        Attempts {
+            failures,
+            ..counter
+        },
+    )
 }
 
 /// The settlement rule every store applies atomically.
@@ -195,8 +205,14 @@ pub fn settle_rule(counter: Attempts, serial: u64, limit: u32, settlement: Settl
         return counter;
     }
     match settlement {
-        Settlement::Success if !counter.blocked => Attempts { failures: 0, ..counter },
+        Settlement::Success if !counter.blocked => Attempts {
+            failures: 0,
+            ..counter
+        },
         Settlement::Success => counter,
-        Settlement::Failure => Attempts { blocked: counter.blocked || counter.failures >= limit, ..counter },
+        Settlement::Failure => Attempts {
+            blocked: counter.blocked || counter.failures >= limit,
+            ..counter
+        },
     }
 }

@@ -188,11 +188,16 @@ impl Credential {
             return None;
         }
         if self.format == PinFormat::NoipaDigits5 {
-            return self.issued_at.checked_add_signed(policy.noipa_unused_expiry()?);
+            return self
+                .issued_at
+                .checked_add_signed(policy.noipa_unused_expiry()?);
         }
         let physical = self.parts.iter().any(|p| p.channel.is_physical());
-        let validity =
-            if physical { policy.unused_expiry_post() } else { policy.unused_expiry_digital() };
+        let validity = if physical {
+            policy.unused_expiry_post()
+        } else {
+            policy.unused_expiry_digital()
+        };
         self.issued_at.checked_add_signed(validity)
     }
 
@@ -204,7 +209,10 @@ impl Credential {
         if self.stage != Stage::Active {
             return None;
         }
-        let base = self.changed_at.or(self.first_used_at).unwrap_or(self.issued_at);
+        let base = self
+            .changed_at
+            .or(self.first_used_at)
+            .unwrap_or(self.issued_at);
         base.checked_add_months(Months::new(months))
     }
 }

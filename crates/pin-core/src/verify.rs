@@ -136,7 +136,12 @@ pub enum Plan {
 
 /// The audit event of a verify of `subject` for `purpose` that ended with `outcome`.
 #[must_use]
-pub fn audit_event(subject: &Subject, now: DateTime<Utc>, purpose: Purpose, outcome: &str) -> AuditEvent {
+pub fn audit_event(
+    subject: &Subject,
+    now: DateTime<Utc>,
+    purpose: Purpose,
+    outcome: &str,
+) -> AuditEvent {
     AuditEvent {
         at: now,
         subject: subject.tax_code.clone(),
@@ -162,8 +167,14 @@ pub fn plan(
     now: DateTime<Utc>,
     policy: &Policy,
 ) -> Plan {
-    let none = |audit| Plan::Done { outcome: VerifyOutcome::NoPin, dummy: true, audit };
-    let Some(subject) = subject else { return none(None) };
+    let none = |audit| Plan::Done {
+        outcome: VerifyOutcome::NoPin,
+        dummy: true,
+        audit,
+    };
+    let Some(subject) = subject else {
+        return none(None);
+    };
     let Some(cred) = subject.credential.as_ref() else {
         return none(Some(audit_event(subject, now, purpose, "no_pin")));
     };
@@ -184,12 +195,19 @@ pub fn plan(
     }
     if cred.unused_deadline(policy).is_some_and(|d| now >= d) {
         return Plan::Done {
-            outcome: VerifyOutcome::Expired { reason: ExpiryReason::UnusedInitial },
+            outcome: VerifyOutcome::Expired {
+                reason: ExpiryReason::UnusedInitial,
+            },
             dummy: false,
             audit: Some(audit_event(subject, now, purpose, "expired_unused")),
         };
     }
-    Plan::Compare { serial: cred.serial, limit, format: cred.format, hash: cred.hash.clone() }
+    Plan::Compare {
+        serial: cred.serial,
+        limit,
+        format: cred.format,
+        hash: cred.hash.clone(),
+    }
 }
 
 /// What the store answered to the reservation.
@@ -258,9 +276,16 @@ pub fn finish(
         let outcome = if remaining == 0 {
             VerifyOutcome::Locked
         } else {
-            VerifyOutcome::Rejected { remaining_attempts: remaining, final_try: remaining == 1 }
+            VerifyOutcome::Rejected {
+                remaining_attempts: remaining,
+                final_try: remaining == 1,
+            }
         };
-        let name = if remaining == 0 { "rejected_now_locked" } else { "rejected" };
+        let name = if remaining == 0 {
+            "rejected_now_locked"
+        } else {
+            "rejected"
+        };
         return Finished {
             outcome,
             proof: None,
@@ -285,22 +310,35 @@ pub fn finish(
         }
         next
     });
-    let proof =
-        Authenticated { subject: subject.tax_code.clone(), serial: cred.serial, stage: cred.stage };
+    let proof = Authenticated {
+        subject: subject.tax_code.clone(),
+        serial: cred.serial,
+        stage: cred.stage,
+    };
     let rotation_due = cred.rotation_due(subject.role, policy);
     let expired = rotation_due.is_some_and(|d| now >= d);
     let (outcome, proof) = match purpose {
         Purpose::Activate => (
-            VerifyOutcome::Accepted { level: cred.level, rotation_due: None, first_use },
+            VerifyOutcome::Accepted {
+                level: cred.level,
+                rotation_due: None,
+                first_use,
+            },
             Some(proof),
         ),
         Purpose::Change => (
             if cred.stage == Stage::MustChange {
                 VerifyOutcome::MustChange
             } else if expired {
-                VerifyOutcome::Expired { reason: ExpiryReason::Rotation }
+                VerifyOutcome::Expired {
+                    reason: ExpiryReason::Rotation,
+                }
             } else {
-                VerifyOutcome::Accepted { level: cred.level, rotation_due, first_use }
+                VerifyOutcome::Accepted {
+                    level: cred.level,
+                    rotation_due,
+                    first_use,
+                }
             },
             Some(proof),
         ),
@@ -308,14 +346,38 @@ pub fn finish(
             if cred.stage == Stage::MustChange {
                 (VerifyOutcome::MustChange, None)
             } else if expired {
-                (VerifyOutcome::Expired { reason: ExpiryReason::Rotation }, None)
+                (
+                    VerifyOutcome::Expired {
+                        reason: ExpiryReason::Rotation,
+                    },
+                    None,
+                )
             } else if subject.profile() == Profile::Inps && cred.level < required {
-                (VerifyOutcome::InsufficientLevel { have: cred.level, need: required }, None)
+                (
+                    VerifyOutcome::InsufficientLevel {
+                        have: cred.level,
+                        need: required,
+                    },
+                    None,
+                )
             } else {
-                (VerifyOutcome::Accepted { level: cred.level, rotation_due, first_use }, Some(proof))
+                (
+                    VerifyOutcome::Accepted {
+                        level: cred.level,
+                        rotation_due,
+                        first_use,
+                    },
+                    Some(proof),
+                )
             }
         }
     };
     let audit = audit_event(subject, now, purpose, outcome.name());
-    Finished { outcome, proof, settle: Settlement::Success, update, audit }
+    Finished {
+        outcome,
+        proof,
+        settle: Settlement::Success,
+        update,
+        audit,
+    }
 }
