@@ -265,6 +265,19 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         store.reserve_attempt(&tax(1), 1, 3),
         Err(StoreError::NotFound)
     ));
+    // A lock reached by reservations whose compares are still running is made permanent by
+    // the first refusal: the in-flight successes cannot re-open it.
+    let s = sample_subject(tax(2), Role::Citizen, "c@example.it", 1);
+    store.create(&s, &[]).unwrap();
+    for i in 1..=3 {
+        let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
+        assert_eq!(r, Reservation::Granted { failures: i });
+    }
+    assert_eq!(store.reserve_attempt(&tax(2), 1, 3).unwrap(), Reservation::Locked);
+    store.settle_attempt(&tax(2), 1, 3, Settlement::Success, &ev).unwrap();
+    let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
+    assert_eq!(r, Reservation::Locked, "a lock someone was told about is never re-opened");
+    assert!(store.load(&tax(2)).unwrap().unwrap().attempts.blocked);
 }
 
 /// A success resets failures; a reservation left unsettled (a crash) stays counted.

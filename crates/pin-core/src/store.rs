@@ -80,8 +80,10 @@ pub trait Store {
     ) -> Result<u64, StoreError>;
 
     /// Atomically and durably counts one attempt on credential `serial` before its compare:
-    /// refused ([`Reservation::Locked`]) when the counter is blocked or at `limit`,
-    /// [`Reservation::Stale`] when `serial` is not the subject's current credential.
+    /// refused ([`Reservation::Locked`]) when the counter is blocked or at `limit` — and a
+    /// refusal at the limit blocks the counter for good in the same atomic step, so a lock
+    /// anyone was told about is never re-opened — and [`Reservation::Stale`] when `serial`
+    /// is not the subject's current credential.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] or a backend failure.
@@ -186,7 +188,9 @@ pub fn reserve_rule(
         return (Reservation::Stale, counter);
     }
     if counter.is_locked(limit) {
-        return (Reservation::Locked, counter);
+        // Once anyone has been told "locked", the lock is for good: a correct PIN whose
+        // compare is still running cannot re-open it by settling a success.
+        return (Reservation::Locked, Attempts { blocked: true, ..counter });
     }
     let failures = counter.failures.saturating_add(1);
     (

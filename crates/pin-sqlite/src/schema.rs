@@ -1,0 +1,254 @@
+//! Connection setup and the numbered migrations, applied in order under
+//! `PRAGMA user_version`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::error::{DbError, OpenError};
+
+/// How long a connection waits for another connection's write lock before failing.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `user_version` is `n`.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+/// The newest schema version this crate knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+/// Schema 1. `STRICT` tables, so that a value of the wrong type cannot be stored at all.
+const MIGRATION_1: &str = r"
+CREATE TABLE subjects (
+    tax_code        TEXT    NOT NULL PRIMARY KEY CHECK (length(tax_code) = 16),
+    version         INTEGER NOT NULL CHECK (version >= 1),
+    row_format      INTEGER NOT NULL CHECK (row_format = 1),
+    profile         TEXT    NOT NULL CHECK (profile IN ('noipa', 'inps')),
+    body            TEXT    NOT NULL CHECK (json_valid(body)),
+    -- NOIPA-8: Email::unique_key() of a NoiPA subject's e-mail; NULL for everyone else.
+    noipa_email_key TEXT CHECK (
+        noipa_email_key IS NULL
+        OR (profile = 'noipa' AND noipa_email_key = lower(noipa_email_key))
+    ),
+    UNIQUE (tax_code, profile)
+) STRICT;
+
+CREATE UNIQUE INDEX subjects_noipa_email ON subjects (noipa_email_key)
+    WHERE noipa_email_key IS NOT NULL;
+
+-- The current PIN: the primary key makes it at most one per subject (and so per profile,
+-- which the foreign key ties to the subject's); BOTH-1.
+CREATE TABLE credentials (
+    tax_code TEXT    NOT NULL PRIMARY KEY,
+    profile  TEXT    NOT NULL,
+    serial   INTEGER NOT NULL CHECK (serial >= 1),
+    key_id   INTEGER NOT NULL CHECK (key_id BETWEEN 0 AND 4294967295),
+    -- BOTH-2: only an Argon2id PHC string can be stored, never a PIN in clear.
+    phc      TEXT    NOT NULL CHECK (substr(phc, 1, 10) = '$argon2id$' AND length(phc) <= 256),
+    body     TEXT    NOT NULL CHECK (json_valid(body)),
+    FOREIGN KEY (tax_code, profile) REFERENCES subjects (tax_code, profile)
+        ON UPDATE CASCADE ON DELETE CASCADE
+) STRICT;
+
+-- The attempt counter, changed only by UPDATEs in SQL (reserve, settle, save rules).
+CREATE TABLE attempts (
+    tax_code TEXT    NOT NULL PRIMARY KEY REFERENCES subjects (tax_code) ON DELETE CASCADE,
+    serial   INTEGER NOT NULL CHECK (serial >= 0),
+    failures INTEGER NOT NULL CHECK (failures BETWEEN 0 AND 4294967295),
+    blocked  INTEGER NOT NULL CHECK (blocked IN (0, 1))
+) STRICT;
+
+-- Append-only, hash-chained audit log: hash = SHA-256(prev_hash || event).
+CREATE TABLE audit (
+    id        INTEGER NOT NULL PRIMARY KEY CHECK (id >= 1),
+    tax_code  TEXT    NOT NULL,
+    event     TEXT    NOT NULL CHECK (json_valid(event)),
+    prev_hash BLOB    NOT NULL CHECK (length(prev_hash) = 32),
+    hash      BLOB    NOT NULL CHECK (length(hash) = 32)
+) STRICT;
+
+CREATE INDEX audit_by_subject ON audit (tax_code, id);
+
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TRIGGER audit_extends_chain BEFORE INSERT ON audit
+WHEN NEW.id IS NOT (SELECT coalesce(max(id), 0) + 1 FROM audit)
+  OR NEW.prev_hash IS NOT coalesce((SELECT hash FROM audit ORDER BY id DESC LIMIT 1), zeroblob(32))
+BEGIN SELECT RAISE(ABORT, 'an audit row must extend the chain'); END;
+";
+
+/// Tables the current schema must have.
+const TABLES: [&str; 4] = ["subjects", "credentials", "attempts", "audit"];
+
+/// Where a store's connections come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Location {
+    /// A database file.
+    File(PathBuf),
+    /// A private in-memory database (one connection only).
+    Memory,
+}
+
+impl Location {
+    fn path(&self) -> PathBuf {
+        match self {
+            Self::File(p) => p.clone(),
+            Self::Memory => PathBuf::from(":memory:"),
+        }
+    }
+}
+
+fn open_err(location: &Location, e: rusqlite::Error) -> OpenError {
+    let path = location.path();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => OpenError::NotADatabase { path },
+        Some(ErrorCode::ReadOnly) => OpenError::ReadOnly { path },
+        _ => OpenError::Db {
+            path,
+            source: DbError::new(e),
+        },
+    }
+}
+
+/// Checks the path before SQLite sees it, so that nothing is created or changed when it
+/// cannot work.
+///
+/// Read-only is decided from the file's permission bits, not by trying to write: a process
+/// running as root may write to a file whose mode is `0444`, but the owner marked it
+/// read-only and we respect that.
+fn check_path(path: &Path) -> Result<(), OpenError> {
+    let directory = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => Path::new("/"),
+    };
+    if !directory.is_dir() {
+        return Err(OpenError::MissingDirectory {
+            path: path.to_owned(),
+            directory: directory.to_owned(),
+        });
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(OpenError::NotADatabase {
+            path: path.to_owned(),
+        }),
+        Ok(m) if m.permissions().readonly() => Err(OpenError::ReadOnly {
+            path: path.to_owned(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::metadata(directory).is_ok_and(|m| m.permissions().readonly()) {
+                Err(OpenError::ReadOnly {
+                    path: path.to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(OpenError::Db {
+            path: path.to_owned(),
+            source: DbError::new(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
+        }),
+    }
+}
+
+/// Opens one connection and sets it up: busy timeout, schema version check, WAL, foreign
+/// keys, `synchronous = FULL`. Does not migrate.
+///
+/// The schema version is read before anything is written, so that a newer database or a
+/// file that is not a database is left byte for byte as it was.
+pub(crate) fn connect(location: &Location) -> Result<Connection, OpenError> {
+    let conn = match location {
+        Location::File(path) => {
+            check_path(path)?;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(path, flags)
+        }
+        Location::Memory => Connection::open_in_memory(),
+    }
+    .map_err(|e| open_err(location, e))?;
+    let err = |e| open_err(location, e);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::NewerSchema {
+            path: location.path(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(err)?;
+    if matches!(location, Location::File(_)) && !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::DamagedSchema {
+            path: location.path(),
+            reason: format!("SQLite refused WAL mode (journal_mode is {mode})"),
+        });
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    Ok(conn)
+}
+
+/// Applies the missing migrations, each in its own `BEGIN IMMEDIATE` transaction that also
+/// sets `user_version`, then checks that the tables are there.
+pub(crate) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), OpenError> {
+    let err = |e| open_err(location, e);
+    for (n, sql) in (1..).zip(MIGRATIONS) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        // Read again under the write lock: another process may have migrated meanwhile.
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::NewerSchema {
+                path: location.path(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < n {
+            if found != n - 1 {
+                return Err(OpenError::DamagedSchema {
+                    path: location.path(),
+                    reason: format!("user_version {found} before migration {n}"),
+                });
+            }
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", n).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+    }
+    for table in TABLES {
+        let present: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !present {
+            return Err(OpenError::DamagedSchema {
+                path: location.path(),
+                reason: format!("table {table} is missing"),
+            });
+        }
+    }
+    Ok(())
+}

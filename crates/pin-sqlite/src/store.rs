@@ -1,0 +1,582 @@
+//! [`SqliteStore`]: the [`Store`] port on SQLite.
+
+use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use pin_core::audit::AuditEvent;
+use pin_core::command::AttemptsUpdate;
+use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::subject::{Attempts, Subject};
+use pin_core::tax_code::TaxCode;
+use pin_core::verify::{Reservation, Settlement};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
+
+use crate::chain::{self, ChainReport};
+use crate::error::{DbError, OpenError};
+use crate::row::{AttemptsRowV1, CredentialRowV1, SubjectRowV1, to_sql_int};
+use crate::schema::{self, Location};
+
+/// Connections a file store keeps open at most; callers beyond wait for one.
+const POOL_SIZE: usize = 4;
+
+/// A backend failure from SQLite.
+pub(crate) fn db(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            StoreError::Corrupt(format!("unexpected value in the database: {e}"))
+        }
+        e => StoreError::Backend(Box::new(DbError::new(e))),
+    }
+}
+
+/// A write that broke the NOIPA-8 unique index is [`StoreError::EmailTaken`].
+fn db_write(e: rusqlite::Error) -> StoreError {
+    let email = e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+        && e.to_string().contains("subjects.noipa_email_key");
+    if email { StoreError::EmailTaken } else { db(e) }
+}
+
+#[derive(Debug)]
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// A few connections, checked out for one operation each.
+#[derive(Debug)]
+struct Pool {
+    location: Location,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state is a list and a count, each changed in one step: never half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(Checkout {
+                    pool: self,
+                    conn: Some(conn),
+                });
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                return match schema::connect(&self.location) {
+                    Ok(conn) => Ok(Checkout {
+                        pool: self,
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(StoreError::Backend(Box::new(e)))
+                    }
+                };
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A connection on loan from the pool; goes back on drop.
+struct Checkout<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Checkout<'_> {
+    fn conn(&mut self) -> Result<&mut Connection, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("connection already returned".into()))
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let mut state = self.pool.lock();
+        // A connection left inside a transaction (a failed rollback) is not reused.
+        if conn.is_autocommit() {
+            state.idle.push(conn);
+        } else {
+            state.open -= 1;
+            drop(conn);
+        }
+        drop(state);
+        self.pool.returned.notify_one();
+    }
+}
+
+/// The [`Store`] on an SQLite database. `Send + Sync`: share it between threads (for
+/// example inside a `PinService`); each operation checks out one of a few pooled
+/// connections, so operations from several threads run on separate connections and are
+/// serialised by SQLite's own locks.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: Pool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`OpenError::MissingDirectory`], [`OpenError::NotADatabase`],
+    /// [`OpenError::NewerSchema`], [`OpenError::ReadOnly`] (decided from the permission bits
+    /// before opening, so also when running as root), [`OpenError::DamagedSchema`], or
+    /// [`OpenError::Db`]. In each case an existing file is left as it was.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_at(Location::File(path.as_ref().to_owned()), POOL_SIZE)
+    }
+
+    /// A private database in memory, for tests: one connection, so operations from several
+    /// threads take turns.
+    ///
+    /// # Errors
+    /// [`OpenError::Db`] when SQLite fails.
+    pub fn open_in_memory() -> Result<Self, OpenError> {
+        Self::open_at(Location::Memory, 1)
+    }
+
+    fn open_at(location: Location, max: usize) -> Result<Self, OpenError> {
+        let mut conn = schema::connect(&location)?;
+        schema::migrate(&mut conn, &location)?;
+        let state = PoolState {
+            idle: vec![conn],
+            open: 1,
+        };
+        Ok(Self {
+            pool: Pool {
+                location,
+                max,
+                state: Mutex::new(state),
+                returned: Condvar::new(),
+            },
+        })
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits when it returns `Ok`.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lease = self.pool.checkout()?;
+        let tx = lease
+            .conn()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lease = self.pool.checkout()?;
+        let tx = lease
+            .conn()?
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(db)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    /// Checks the audit chain from its first row to its last, and reports the first broken or
+    /// missing link.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be read. A broken chain is not an
+    /// error: it is reported in [`ChainReport::first_break`].
+    pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        self.read(chain::verify)
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its lines (`["ok"]` when the file is
+    /// sound).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be read.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare("PRAGMA integrity_check").map_err(db)?;
+            let lines = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
+            lines.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+}
+
+const LOAD: &str = "
+SELECT s.tax_code, s.version, s.row_format, s.profile, s.body, s.noipa_email_key,
+       c.profile, c.serial, c.key_id, c.phc, c.body,
+       a.serial, a.failures, a.blocked
+  FROM subjects s
+  LEFT JOIN credentials c ON c.tax_code = s.tax_code
+  LEFT JOIN attempts a ON a.tax_code = s.tax_code
+ WHERE s.tax_code = ?1";
+
+/// The raw columns of [`LOAD`].
+struct LoadRow {
+    version: i64,
+    subject: SubjectRowV1,
+    attempts: Option<AttemptsRowV1>,
+}
+
+fn load_row(r: &Row<'_>) -> rusqlite::Result<LoadRow> {
+    let credential = match r.get::<_, Option<i64>>(7)? {
+        None => None,
+        Some(serial) => Some(CredentialRowV1 {
+            profile: r.get(6)?,
+            serial,
+            key_id: r.get(8)?,
+            phc: r.get(9)?,
+            body: r.get(10)?,
+        }),
+    };
+    let attempts = match (r.get(11)?, r.get(12)?, r.get(13)?) {
+        (Some(serial), Some(failures), Some(blocked)) => Some(AttemptsRowV1 {
+            serial,
+            failures,
+            blocked,
+        }),
+        _ => None,
+    };
+    Ok(LoadRow {
+        version: r.get(1)?,
+        subject: SubjectRowV1 {
+            tax_code: r.get(0)?,
+            row_format: r.get(2)?,
+            profile: r.get(3)?,
+            body: r.get(4)?,
+            noipa_email_key: r.get(5)?,
+            credential,
+        },
+        attempts,
+    })
+}
+
+fn load_in(conn: &Connection, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+    let Some(row) = conn
+        .prepare_cached(LOAD)
+        .and_then(|mut s| s.query_row([tax_code.as_str()], load_row).optional())
+        .map_err(db)?
+    else {
+        return Ok(None);
+    };
+    let version = u64::try_from(row.version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| StoreError::Corrupt(format!("record version {}", row.version)))?;
+    let attempts = row
+        .attempts
+        .ok_or_else(|| StoreError::Corrupt("the subject has no attempt counter".into()))?;
+    let subject = Subject::try_from(row.subject)?;
+    if subject.tax_code != *tax_code {
+        return Err(StoreError::Corrupt("the row is of another tax code".into()));
+    }
+    Ok(Some(Loaded {
+        subject,
+        version,
+        attempts: Attempts::try_from(attempts)?,
+    }))
+}
+
+/// Writes the credential row of `row` (or removes it when the record has none).
+fn write_credential(tx: &Transaction<'_>, row: &SubjectRowV1) -> Result<(), StoreError> {
+    match &row.credential {
+        None => {
+            tx.execute(
+                "DELETE FROM credentials WHERE tax_code = ?1",
+                [&row.tax_code],
+            )
+            .map_err(db_write)?;
+        }
+        Some(c) => {
+            tx.prepare_cached(
+                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tax_code) DO UPDATE SET
+                   profile = excluded.profile, serial = excluded.serial,
+                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.tax_code,
+                    c.profile,
+                    c.serial,
+                    c.key_id,
+                    c.phc,
+                    c.body
+                ])
+            })
+            .map_err(db_write)?;
+        }
+    }
+    Ok(())
+}
+
+/// `next_attempts` in SQL: the new serial is read from the credential row just written.
+fn apply_attempts(
+    tx: &Transaction<'_>,
+    tax_code: &str,
+    update: AttemptsUpdate,
+) -> Result<(), StoreError> {
+    const CURRENT: &str = "coalesce((SELECT serial FROM credentials WHERE tax_code = ?1), 0)";
+    let sql = match update {
+        AttemptsUpdate::Keep => return Ok(()),
+        AttemptsUpdate::Fresh => {
+            format!(
+                "UPDATE attempts SET serial = {CURRENT}, failures = 0, blocked = 0 WHERE tax_code = ?1"
+            )
+        }
+        AttemptsUpdate::CarryOver => {
+            format!("UPDATE attempts SET serial = {CURRENT} WHERE tax_code = ?1")
+        }
+    };
+    let changed = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.execute([tax_code]))
+        .map_err(db)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(
+            "the subject has no attempt counter".into(),
+        ))
+    }
+}
+
+fn exists(tx: &Transaction<'_>, tax_code: &str) -> Result<bool, StoreError> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM subjects WHERE tax_code = ?1)",
+        [tax_code],
+        |r| r.get(0),
+    )
+    .map_err(db)
+}
+
+impl Store for SqliteStore {
+    fn load(&self, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+        // One statement: SQLite reads it from one snapshot.
+        let mut lease = self.pool.checkout()?;
+        load_in(lease.conn()?, tax_code)
+    }
+
+    fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        let row = SubjectRowV1::from_subject(subject)?;
+        self.write(|tx| {
+            if exists(tx, &row.tax_code)? {
+                return Err(StoreError::Exists);
+            }
+            tx.prepare_cached(
+                "INSERT INTO subjects (tax_code, version, row_format, profile, body, noipa_email_key)
+                 VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![row.tax_code, row.row_format, row.profile, row.body, row.noipa_email_key])
+            })
+            .map_err(db_write)?;
+            write_credential(tx, &row)?;
+            tx.prepare_cached(
+                "INSERT INTO attempts (tax_code, serial, failures, blocked)
+                 VALUES (?1, coalesce((SELECT serial FROM credentials WHERE tax_code = ?1), 0), 0, 0)",
+            )
+            .and_then(|mut s| s.execute([&row.tax_code]))
+            .map_err(db)?;
+            chain::append(tx, audit)?;
+            Ok(1)
+        })
+    }
+
+    fn save(
+        &self,
+        subject: &Subject,
+        expected: u64,
+        attempts: AttemptsUpdate,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let row = SubjectRowV1::from_subject(subject)?;
+        self.write(|tx| {
+            // A version SQLite cannot hold was never handed out: it matches no row.
+            let expected = i64::try_from(expected).unwrap_or(-1);
+            let version: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE subjects
+                        SET version = version + 1, row_format = ?3, profile = ?4, body = ?5,
+                            noipa_email_key = ?6
+                      WHERE tax_code = ?1 AND version = ?2 AND version < 9223372036854775807
+                  RETURNING version",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![
+                            row.tax_code,
+                            expected,
+                            row.row_format,
+                            row.profile,
+                            row.body,
+                            row.noipa_email_key
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(db_write)?;
+            let Some(version) = version else {
+                return Err(if exists(tx, &row.tax_code)? {
+                    StoreError::Conflict
+                } else {
+                    StoreError::NotFound
+                });
+            };
+            write_credential(tx, &row)?;
+            apply_attempts(tx, &row.tax_code, attempts)?;
+            chain::append(tx, audit)?;
+            u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("record version {version}")))
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+    ) -> Result<Reservation, StoreError> {
+        let tax = tax_code.as_str();
+        // A serial SQLite cannot hold is no subject's current serial.
+        let serial_sql = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        self.write(|tx| {
+            let granted: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE attempts SET failures = failures + 1
+                      WHERE tax_code = ?1 AND serial = ?2 AND blocked = 0 AND failures < ?3
+                        AND serial = (SELECT serial FROM credentials WHERE tax_code = ?1)
+                  RETURNING failures",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![tax, serial_sql, limit], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(db)?;
+            if let Some(failures) = granted {
+                let failures = u32::try_from(failures)
+                    .map_err(|_| StoreError::Corrupt(format!("attempts failures {failures}")))?;
+                return Ok(Reservation::Granted { failures });
+            }
+            // Refused: tell why, from the same transaction.
+            let state: Option<(Option<i64>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT a.serial, c.serial FROM subjects s
+                       LEFT JOIN attempts a ON a.tax_code = s.tax_code
+                       LEFT JOIN credentials c ON c.tax_code = s.tax_code
+                      WHERE s.tax_code = ?1",
+                    [tax],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            match state {
+                None => Err(StoreError::NotFound),
+                Some((None, _)) => Err(StoreError::Corrupt(
+                    "the subject has no attempt counter".into(),
+                )),
+                Some((Some(counter), current))
+                    if counter == serial_sql && current == Some(serial_sql) =>
+                {
+                    // The limit is reached: make the lock permanent now, so that a
+                    // correct PIN still being compared cannot re-open it by its success.
+                    tx.execute(
+                        "UPDATE attempts SET blocked = 1 WHERE tax_code = ?1 AND serial = ?2",
+                        params![tax, serial_sql],
+                    )
+                    .map_err(db)?;
+                    Ok(Reservation::Locked)
+                }
+                Some(_) => Ok(Reservation::Stale),
+            }
+        })
+    }
+
+    fn settle_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+        settlement: Settlement,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let serial_sql = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        self.write(|tx| {
+            match settlement {
+                Settlement::Success => tx
+                    .prepare_cached(
+                        "UPDATE attempts SET failures = 0
+                          WHERE tax_code = ?1 AND serial = ?2 AND blocked = 0",
+                    )
+                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql])),
+                Settlement::Failure => tx
+                    .prepare_cached(
+                        "UPDATE attempts SET blocked = (blocked OR failures >= ?3)
+                          WHERE tax_code = ?1 AND serial = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql, limit])),
+            }
+            .map_err(db)?;
+            chain::append(tx, std::slice::from_ref(audit))
+        })
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| chain::append(tx, events))
+    }
+
+    fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(|tx| {
+            // Two statements, so that the one of a subject uses the (tax_code, id) index.
+            let sql = if tax_code.is_some() {
+                "SELECT tax_code, event FROM audit WHERE tax_code = ?1 ORDER BY id"
+            } else {
+                "SELECT tax_code, event FROM audit WHERE ?1 IS NULL ORDER BY id"
+            };
+            let mut stmt = tx.prepare_cached(sql).map_err(db)?;
+            let rows = stmt
+                .query_map([tax_code.map(TaxCode::as_str)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (tax, text) = row.map_err(db)?;
+                let event: AuditEvent = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
+                if event.subject.as_str() != tax {
+                    return Err(StoreError::Corrupt("audit row of another tax code".into()));
+                }
+                out.push(event);
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests of pin-sqlite: one test binary, one module per concern.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::expect_used
+)]
+
+mod bad_files;
+mod common;
+mod concurrency;
+mod conformance;
+mod crash;
+mod rows;
+mod secrets;
