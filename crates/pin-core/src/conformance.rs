@@ -273,10 +273,19 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
         assert_eq!(r, Reservation::Granted { failures: i });
     }
-    assert_eq!(store.reserve_attempt(&tax(2), 1, 3).unwrap(), Reservation::Locked);
-    store.settle_attempt(&tax(2), 1, 3, Settlement::Success, &ev).unwrap();
+    assert_eq!(
+        store.reserve_attempt(&tax(2), 1, 3).unwrap(),
+        Reservation::Locked
+    );
+    store
+        .settle_attempt(&tax(2), 1, 3, Settlement::Success, &ev)
+        .unwrap();
     let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
-    assert_eq!(r, Reservation::Locked, "a lock someone was told about is never re-opened");
+    assert_eq!(
+        r,
+        Reservation::Locked,
+        "a lock someone was told about is never re-opened"
+    );
     assert!(store.load(&tax(2)).unwrap().unwrap().attempts.blocked);
 }
 

@@ -42,6 +42,14 @@ pub enum Error {
     /// The policy is not valid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A record of a batch (import) was refused; nothing of the batch was stored.
+    #[error("record {index} of the batch: {source}")]
+    Batch {
+        /// Position of the record in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        source: Box<Error>,
+    },
     /// The record kept changing under us; the action was not applied.
     #[error("the record of {0} changed concurrently too many times; try again")]
     Contention(TaxCode),

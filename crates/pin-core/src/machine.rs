@@ -1210,7 +1210,7 @@ impl<'a> Step<'a> {
         let ok = matches!(
             (p.state, state),
             (D::Pending, D::Sent | D::Confirmed | D::Failed)
-                | (D::Sent, D::Confirmed | D::Failed)
+                | (D::Sent, D::Sent | D::Confirmed | D::Failed)
                 | (D::Confirmed, D::Confirmed)
                 | (D::Failed, D::Failed)
         );

@@ -608,6 +608,54 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         Ok(Ok(self.execute(tax, &Actor::Subject, &cmd, now)?))
     }
 
+    /// Imports subjects with credentials from an earlier system, whose hashes were made
+    /// with this library's hasher and keyring — no Argon2 work per subject. Each record is
+    /// decided as [`Command::Import`] by [`Actor::System`]; then the whole batch is stored
+    /// with [`Store::create_many`] (one transaction on stores that support it).
+    ///
+    /// # Errors
+    /// [`Error::Batch`] naming the first record the machine refuses (nothing is stored), or
+    /// a storage failure such as [`Error::SubjectExists`] / [`Error::EmailInUse`].
+    pub fn import(
+        &self,
+        batch: Vec<(TaxCode, crate::command::Imported)>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Error> {
+        let ctx = Context {
+            now,
+            policy: &self.policy,
+        };
+        let mut decided = Vec::with_capacity(batch.len());
+        for (index, (tax, imported)) in batch.into_iter().enumerate() {
+            let refuse = |e: Error| Error::Batch {
+                index,
+                source: Box::new(e),
+            };
+            if !imported.hash.phc.starts_with("$argon2id$") {
+                return Err(refuse(
+                    InputError::Import("the hash is not an Argon2id PHC string").into(),
+                ));
+            }
+            let d = machine::decide(
+                &tax,
+                None,
+                &Attempts::default(),
+                &Actor::System,
+                &Command::Import(imported),
+                &ctx,
+                &mut self.mint(),
+            )
+            .map_err(refuse)?;
+            decided.push((d.next, d.audit));
+        }
+        let n = decided.len();
+        self.store.create_many(&decided).map_err(|e| match e {
+            StoreError::EmailTaken => Error::EmailInUse,
+            other => Error::Store(other),
+        })?;
+        Ok(n)
+    }
+
     /// The subject's state at `now`.
     ///
     /// # Errors

@@ -65,6 +65,18 @@ pub trait Store {
     /// [`StoreError::Exists`], [`StoreError::EmailTaken`], or a backend failure.
     fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError>;
 
+    /// Creates many subjects at once, for bulk import. The default creates them one by one;
+    /// a store that can should do it in one transaction (all or nothing).
+    ///
+    /// # Errors
+    /// As [`Store::create`], for the first subject that fails.
+    fn create_many(&self, batch: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        for (subject, audit) in batch {
+            let _ = self.create(subject, audit)?;
+        }
+        Ok(())
+    }
+
     /// Replaces the record if its version is still `expected`, applies `attempts` to the
     /// counter, and appends `audit`, atomically. Returns the new version.
     ///
@@ -130,6 +142,9 @@ impl<S: Store + ?Sized> Store for &S {
     fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
         (**self).create(s, a)
     }
+    fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        (**self).create_many(b)
+    }
     fn save(
         &self,
         s: &Subject,
@@ -190,7 +205,13 @@ pub fn reserve_rule(
     if counter.is_locked(limit) {
         // Once anyone has been told "locked", the lock is for good: a correct PIN whose
         // compare is still running cannot re-open it by settling a success.
-        return (Reservation::Locked, Attempts { blocked: true, ..counter });
+        return (
+            Reservation::Locked,
+            Attempts {
+                blocked: true,
+                ..counter
+            },
+        );
     }
     let failures = counter.failures.saturating_add(1);
     (

@@ -200,6 +200,19 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Moves the write-ahead log into the database file and truncates the log (`PRAGMA
+    /// wal_checkpoint(TRUNCATE)`), e.g. before measuring or copying the file.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when SQLite fails.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut lease = self.pool.checkout()?;
+        lease
+            .conn()?
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db)
+    }
+
     /// Checks the audit chain from its first row to its last, and reports the first broken or
     /// missing link.
     ///
@@ -300,6 +313,40 @@ fn load_in(conn: &Connection, tax_code: &TaxCode) -> Result<Option<Loaded>, Stor
 }
 
 /// Writes the credential row of `row` (or removes it when the record has none).
+/// Inserts a new subject with a fresh counter and its audit events.
+fn insert_subject(
+    tx: &Transaction<'_>,
+    row: &SubjectRowV1,
+    audit: &[AuditEvent],
+) -> Result<u64, StoreError> {
+    if exists(tx, &row.tax_code)? {
+        return Err(StoreError::Exists);
+    }
+    tx.prepare_cached(
+        "INSERT INTO subjects (tax_code, version, row_format, profile, body, noipa_email_key)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            row.tax_code,
+            row.row_format,
+            row.profile,
+            row.body,
+            row.noipa_email_key
+        ])
+    })
+    .map_err(db_write)?;
+    write_credential(tx, row)?;
+    tx.prepare_cached(
+        "INSERT INTO attempts (tax_code, serial, failures, blocked)
+         VALUES (?1, coalesce((SELECT serial FROM credentials WHERE tax_code = ?1), 0), 0, 0)",
+    )
+    .and_then(|mut s| s.execute([&row.tax_code]))
+    .map_err(db)?;
+    chain::append(tx, audit)?;
+    Ok(1)
+}
+
 fn write_credential(tx: &Transaction<'_>, row: &SubjectRowV1) -> Result<(), StoreError> {
     match &row.credential {
         None => {
@@ -382,27 +429,20 @@ impl Store for SqliteStore {
 
     fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
         let row = SubjectRowV1::from_subject(subject)?;
+        self.write(|tx| insert_subject(tx, &row, audit))
+    }
+
+    fn create_many(&self, batch: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        // Convert everything first, then one IMMEDIATE transaction: all or nothing.
+        let rows = batch
+            .iter()
+            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s)?, a)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(|tx| {
-            if exists(tx, &row.tax_code)? {
-                return Err(StoreError::Exists);
+            for (row, audit) in &rows {
+                insert_subject(tx, row, audit)?;
             }
-            tx.prepare_cached(
-                "INSERT INTO subjects (tax_code, version, row_format, profile, body, noipa_email_key)
-                 VALUES (?1, 1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![row.tax_code, row.row_format, row.profile, row.body, row.noipa_email_key])
-            })
-            .map_err(db_write)?;
-            write_credential(tx, &row)?;
-            tx.prepare_cached(
-                "INSERT INTO attempts (tax_code, serial, failures, blocked)
-                 VALUES (?1, coalesce((SELECT serial FROM credentials WHERE tax_code = ?1), 0), 0, 0)",
-            )
-            .and_then(|mut s| s.execute([&row.tax_code]))
-            .map_err(db)?;
-            chain::append(tx, audit)?;
-            Ok(1)
+            Ok(())
         })
     }
 
