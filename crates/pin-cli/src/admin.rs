@@ -1,0 +1,433 @@
+//! Set-up and inspection: init, policy, outbox, audit, import, hash.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write as _};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use pin_core::Actor;
+use pin_core::command::Imported;
+use pin_core::contact::Contacts;
+use pin_core::format::{self, PinFormat};
+use pin_core::hash::PinHash;
+use pin_core::store::Store;
+use pin_core::subject::{Level, Role, Stage};
+use pin_core::tax_code::TaxCode;
+use serde_json::{Value, json};
+
+use crate::app::{self, Ctx, Service};
+use crate::cli::AuditCmd;
+use crate::exit::{Failure, Kind, one_line};
+use crate::key;
+use crate::outbox;
+use crate::report::{Done, snake};
+
+/// `pin init`: the key first (never overwritten), then the database; a failure removes the
+/// key it just wrote, so that nothing is left half made.
+pub(crate) fn init(ctx: &Ctx) -> Result<Done, Failure> {
+    if ctx.key_file.exists() {
+        return Err(Failure::refused(format!(
+            "the key file {} already exists; `pin init` never overwrites a key (every stored PIN hash depends on it)",
+            ctx.key_file.display()
+        )));
+    }
+    if ctx.db.exists() {
+        let store = app::open_store(ctx)?;
+        if !store.audit_log(None)?.is_empty() {
+            return Err(Failure::refused(format!(
+                "the database {} already holds records but its key file {} is missing; restore the key from your backup (a new key would make every stored PIN unusable)",
+                ctx.db.display(),
+                ctx.key_file.display()
+            )));
+        }
+    }
+    let k = key::random_key()?;
+    key::write_new(&ctx.key_file, &k)?;
+    if let Err(e) = app::create_store(ctx) {
+        let _ = std::fs::remove_file(&ctx.key_file);
+        return Err(e);
+    }
+    let json = json!({
+        "db": ctx.db.display().to_string(),
+        "key_file": ctx.key_file.display().to_string(),
+        "outbox": ctx.outbox.display().to_string(),
+    });
+    let text = format!(
+        "Created the database {} and the key file {} (mode 0600).\n\
+         Keep the key secret and back it up apart from the database: without it no stored PIN can be verified.\n\
+         Messages to people will be written to {}.\n",
+        ctx.db.display(),
+        ctx.key_file.display(),
+        ctx.outbox.display()
+    );
+    Ok(Done::ok("init", json, text))
+}
+
+fn months(m: Option<u32>) -> Value {
+    m.map_or(Value::Null, Value::from)
+}
+
+/// `pin policy`.
+pub(crate) fn policy() -> Result<Done, Failure> {
+    let p = app::policy()?;
+    let h = |x: pin_core::hash::HashParams| json!({"m_kib": x.m_kib, "t_cost": x.t_cost, "p_cost": x.p_cost});
+    let json = json!({
+        "noipa_lockout": p.noipa_lockout(),
+        "inps_lockout": p.inps_lockout(),
+        "rotation_citizen_months": p.rotation_citizen_months(),
+        "rotation_intermediary_months": p.rotation_intermediary_months(),
+        "noipa_rotation_months": months(p.noipa_rotation_months()),
+        "resend_limit": p.resend_limit(),
+        "resend_window_seconds": p.resend_window().num_seconds(),
+        "support_resend_after_seconds": p.support_resend_after().num_seconds(),
+        "unused_expiry_digital_seconds": p.unused_expiry_digital().num_seconds(),
+        "unused_expiry_post_seconds": p.unused_expiry_post().num_seconds(),
+        "noipa_auto_issue_from": p.noipa_auto_issue_from().to_string(),
+        "hash_live": h(p.hash_live()),
+        "hash_floor": h(p.hash_floor()),
+        "hash_cap": h(p.hash_cap()),
+        "insecure_fast_hash": app::fast_hash(),
+    });
+    let hp = |x: pin_core::hash::HashParams| {
+        format!("m={} KiB, t={}, p={}", x.m_kib, x.t_cost, x.p_cost)
+    };
+    let mut text = String::new();
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(text, "{k:<38} {v}");
+    };
+    line(
+        "lockout NoiPA (POL-1)",
+        format!("{} wrong attempts", p.noipa_lockout()),
+    );
+    line(
+        "lockout INPS (INPS-12)",
+        format!("{} wrong attempts", p.inps_lockout()),
+    );
+    line(
+        "rotation citizens (INPS-11)",
+        format!("{} months", p.rotation_citizen_months()),
+    );
+    line(
+        "rotation intermediaries (INPS-11)",
+        format!("{} months", p.rotation_intermediary_months()),
+    );
+    line(
+        "rotation NoiPA (POL-2)",
+        p.noipa_rotation_months()
+            .map_or_else(|| "never".to_owned(), |m| format!("{m} months")),
+    );
+    line(
+        "re-sends (POL-4)",
+        format!(
+            "at most {} in {} h",
+            p.resend_limit(),
+            p.resend_window().num_hours()
+        ),
+    );
+    line(
+        "support re-send after (NOIPA-5)",
+        format!("{} h", p.support_resend_after().num_hours()),
+    );
+    line(
+        "unused PIN expiry, digital",
+        format!("{} days", p.unused_expiry_digital().num_days()),
+    );
+    line(
+        "unused PIN expiry, post",
+        format!("{} days", p.unused_expiry_post().num_days()),
+    );
+    line(
+        "NoiPA PIN at enrolment from (NOIPA-2)",
+        p.noipa_auto_issue_from().to_string(),
+    );
+    line("Argon2id live", hp(p.hash_live()));
+    line("Argon2id accepted from", hp(p.hash_floor()));
+    line("Argon2id accepted up to", hp(p.hash_cap()));
+    if app::fast_hash() {
+        line(
+            "WARNING",
+            "insecure fast hashing (PIN_INSECURE_FAST_HASH=1): tests only".to_owned(),
+        );
+    }
+    Ok(Done::ok("policy", json, text))
+}
+
+/// `pin outbox`.
+pub(crate) fn outbox(ctx: &Ctx, tax: Option<&TaxCode>) -> Result<Done, Failure> {
+    let all = outbox::list(&ctx.outbox).map_err(|e| {
+        Failure::internal(format!(
+            "cannot read the outbox {}: {e}",
+            ctx.outbox.display()
+        ))
+    })?;
+    let listed: Vec<_> = all
+        .into_iter()
+        .filter(|l| tax.is_none_or(|t| l.subject == t.as_str()))
+        .collect();
+    let mut text = String::new();
+    if listed.is_empty() {
+        let _ = writeln!(text, "No messages in {}.", ctx.outbox.display());
+    }
+    for l in &listed {
+        let _ = writeln!(
+            text,
+            "{}  (serial {}, part {} of {}, {})",
+            ctx.outbox.join(&l.file).display(),
+            l.serial,
+            l.part,
+            l.of,
+            l.channel
+        );
+    }
+    let json = json!({
+        "outbox": ctx.outbox.display().to_string(),
+        "messages": listed,
+    });
+    Ok(Done::ok("outbox", json, text))
+}
+
+/// `pin audit show | verify`.
+pub(crate) fn audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<Done, Failure> {
+    let store = app::open_store(ctx)?;
+    match cmd {
+        AuditCmd::Show { tax_code } => {
+            let events = store.audit_log(tax_code.as_ref())?;
+            let mut text = String::new();
+            for e in &events {
+                let channels: Vec<String> = e
+                    .channels
+                    .iter()
+                    .map(|c| outbox::channel_name(*c).to_owned())
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "{}  {}  {:<28} {:<24} {:<26} {}{}{}",
+                    e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.subject,
+                    e.actor,
+                    e.action,
+                    e.outcome,
+                    e.serial.map(|s| format!("serial={s} ")).unwrap_or_default(),
+                    if channels.is_empty() {
+                        String::new()
+                    } else {
+                        format!("via {} ", channels.join("+"))
+                    },
+                    e.detail
+                );
+            }
+            if events.is_empty() {
+                text.push_str("The audit log is empty.\n");
+            }
+            Ok(Done::ok("audit show", json!({ "events": events }), text))
+        }
+        AuditCmd::Verify => {
+            let report = store.verify_audit_chain()?;
+            let head = report.head.map(|h| {
+                json!({ "id": h.id, "hash": h.hash.iter().map(|b| format!("{b:02x}")).collect::<String>() })
+            });
+            let brk = report
+                .first_break
+                .as_ref()
+                .map(|b| json!({ "id": b.id, "kind": format!("{:?}", b.kind) }));
+            let json = json!({
+                "intact": report.is_intact(),
+                "intact_rows": report.intact_rows,
+                "head": head,
+                "first_break": brk,
+            });
+            if let Some(b) = &report.first_break {
+                return Err(Failure::new(
+                    Kind::Integrity,
+                    format!(
+                        "the audit chain is broken at row {} ({:?}); {} rows before it verify — the log was changed outside this program",
+                        b.id, b.kind, report.intact_rows
+                    ),
+                ));
+            }
+            let text = format!(
+                "The audit chain verifies: {} rows intact{}.\nKeep the head elsewhere to detect a later truncation.\n",
+                report.intact_rows,
+                report
+                    .head
+                    .map(|h| format!(
+                        ", head #{} {}",
+                        h.id,
+                        h.hash
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    ))
+                    .unwrap_or_default()
+            );
+            Ok(Done::ok("audit verify", json, text))
+        }
+    }
+}
+
+/// One line of an import file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    tax_code: TaxCode,
+    role: Role,
+    #[serde(default)]
+    contacts: Contacts,
+    hash: PinHash,
+    format: PinFormat,
+    level: Level,
+    stage: Stage,
+    issued_at: DateTime<Utc>,
+    #[serde(default)]
+    changed_at: Option<DateTime<Utc>>,
+}
+
+/// `pin import`: every line is checked before anything is written.
+pub(crate) fn import<S: Store>(
+    ctx: &Ctx,
+    svc: &Service<S>,
+    file: &Path,
+    actor: &Actor,
+) -> Result<Done, Failure> {
+    let text = if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Failure::input(format!("cannot read standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file).map_err(|e| {
+            Failure::input(format!(
+                "cannot read the import file {}: {e}",
+                file.display()
+            ))
+        })?
+    };
+    let mut rows = Vec::new();
+    let mut line_numbers = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: ImportLine = serde_json::from_str(line).map_err(|e| {
+            Failure::input(format!("import line {n}: {}", one_line(&e.to_string())))
+        })?;
+        if !seen.insert(row.tax_code.clone()) {
+            return Err(Failure::input(format!(
+                "import line {n}: {} appears twice in the file",
+                row.tax_code
+            )));
+        }
+        if row.hash.key_id != key::KEY_ID {
+            return Err(Failure::input(format!(
+                "import line {n}: the hash was made with key id {}, this database's key has id {}; make it with `pin hash`",
+                row.hash.key_id.0,
+                key::KEY_ID.0
+            )));
+        }
+        if !row.hash.phc.starts_with("$argon2id$v=19$") {
+            return Err(Failure::input(format!(
+                "import line {n}: the hash is not an Argon2id v19 PHC string"
+            )));
+        }
+        if svc.store().load(&row.tax_code)?.is_some() {
+            return Err(Failure::refused(format!(
+                "import line {n}: {} is already on record; nothing was imported",
+                row.tax_code
+            )));
+        }
+        line_numbers.push(n);
+        rows.push((n, row));
+    }
+    if rows.is_empty() {
+        return Err(Failure::input("the import file holds no subject"));
+    }
+    if *actor != Actor::System {
+        return Err(Failure::refused(format!(
+            "{} may not import subjects: operators enrol, the system imports (use --as system)",
+            actor.label()
+        )));
+    }
+    let total = rows.len();
+    if !ctx.json && std::io::stderr().is_terminal() {
+        eprint!("importing {total} subject(s) in one transaction… ");
+        let _ = std::io::stderr().flush();
+    }
+    let batch: Vec<(TaxCode, Imported)> = rows
+        .into_iter()
+        .map(|(_, row)| {
+            let imported = Imported {
+                role: row.role,
+                contacts: row.contacts,
+                hash: row.hash,
+                format: row.format,
+                level: row.level,
+                stage: row.stage,
+                issued_at: row.issued_at,
+                changed_at: row.changed_at,
+            };
+            (row.tax_code, imported)
+        })
+        .collect();
+    let subjects: Vec<String> = batch.iter().map(|(t, _)| t.to_string()).collect();
+    let lines: Vec<usize> = line_numbers;
+    let n = svc.import(batch, ctx.now).map_err(|e| match e {
+        pin_core::Error::Batch { index, source } => {
+            let f = Failure::from(*source);
+            let line = lines.get(index).copied().unwrap_or(index + 1);
+            Failure::new(
+                f.kind,
+                format!("import line {line}: {}; nothing was imported", f.message),
+            )
+        }
+        other => {
+            let f = Failure::from(other);
+            Failure::new(f.kind, format!("{}; nothing was imported", f.message))
+        }
+    })?;
+    if !ctx.json && std::io::stderr().is_terminal() {
+        eprintln!("done");
+    }
+    let text = format!("Imported {n} subject(s).\n");
+    Ok(Done::ok(
+        "import",
+        json!({ "imported": n, "subjects": subjects }),
+        text,
+    ))
+}
+
+/// `pin hash`: PINs from stdin, hashes out — to prepare import files.
+pub(crate) fn hash(ctx: &Ctx, format: PinFormat) -> Result<Done, Failure> {
+    let policy = app::policy()?;
+    let hasher = app::hasher(ctx, &policy)?;
+    let mut rng = app::os_rng()?;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Failure::input(
+            "pipe the PINs to hash on standard input, one per line",
+        ));
+    }
+    let mut hashes = Vec::new();
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = zeroize::Zeroizing::new(
+            line.map_err(|e| Failure::input(format!("cannot read standard input: {e}")))?,
+        );
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pin = format::parse_input(format, &line)
+            .map_err(|e| Failure::input(format!("line {}: PIN: {e}", i + 1)))?;
+        let h = hasher
+            .hash(&pin, &mut rng)
+            .map_err(|e| Failure::internal(e.to_string()))?;
+        hashes.push(h);
+    }
+    let text: String = hashes
+        .iter()
+        .map(|h| format!("{}\n", serde_json::to_string(h).unwrap_or_default()))
+        .collect();
+    let json = json!({ "format": snake(&format), "hashes": hashes });
+    Ok(Done::ok("hash", json, text))
+}

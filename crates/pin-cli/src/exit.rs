@@ -1,0 +1,179 @@
+//! Exit codes and the one error type of the binary.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (for `verify`: the PIN was accepted) |
+//! | 1 | internal error: a bug, or the outbox could not be read |
+//! | 2 | bad input or usage: malformed tax code, contact, PIN, date or option |
+//! | 3 | PIN rejected: wrong PIN, attempts remain |
+//! | 4 | PIN locked: blocked after too many wrong attempts |
+//! | 5 | refused: the rules forbid the action (actor, state, failed check, unknown or existing subject, rate limit, existing key file) |
+//! | 6 | PIN not usable here: right PIN but `must_change`, `expired` or `insufficient_level`, or `no_pin` |
+//! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
+//! | 8 | the audit chain does not verify (tampering or corruption) |
+//!
+//! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
+//! to do; with `--json` the same failure is also printed on stdout as one JSON object
+//! `{"ok": false, "error": {"kind": …, "message": …, "exit_code": …}}`.
+
+use std::fmt;
+
+use pin_core::VerifyOutcome;
+use pin_core::error::Error as CoreError;
+use pin_core::store::StoreError;
+
+/// The text of the exit-code table, printed at the end of `pin --help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (verify: the PIN was accepted)
+  1  internal error
+  2  bad input or usage (malformed tax code, contact, PIN, date, option)
+  3  PIN rejected (wrong PIN, attempts remain)
+  4  PIN locked (blocked after too many wrong attempts)
+  5  refused by the rules (actor, state, failed check, unknown/existing subject)
+  6  PIN not usable here (must_change, expired, insufficient_level, no_pin)
+  7  storage failure (database or key file missing, unreadable, corrupt)
+  8  the audit chain does not verify";
+
+/// Why a command failed, which fixes the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A bug or an unexpected failure outside storage.
+    Internal,
+    /// Bad input or usage.
+    Input,
+    /// The PIN is wrong.
+    Rejected,
+    /// The PIN is blocked.
+    Locked,
+    /// The rules forbid the action.
+    Refused,
+    /// The PIN is right but cannot be used here, or there is none.
+    NotUsable,
+    /// The database or the key file cannot be used.
+    Storage,
+    /// The audit chain is broken.
+    Integrity,
+}
+
+impl Kind {
+    /// The process exit code.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Internal => 1,
+            Self::Input => 2,
+            Self::Rejected => 3,
+            Self::Locked => 4,
+            Self::Refused => 5,
+            Self::NotUsable => 6,
+            Self::Storage => 7,
+            Self::Integrity => 8,
+        }
+    }
+
+    /// A stable name for JSON output.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Internal => "internal",
+            Self::Input => "input",
+            Self::Rejected => "rejected",
+            Self::Locked => "locked",
+            Self::Refused => "refused",
+            Self::NotUsable => "not_usable",
+            Self::Storage => "storage",
+            Self::Integrity => "integrity",
+        }
+    }
+
+    /// The kind a verify outcome ends the process with; `None` for acceptance.
+    pub(crate) fn of_outcome(outcome: &VerifyOutcome) -> Option<Self> {
+        match outcome {
+            VerifyOutcome::Accepted { .. } => None,
+            VerifyOutcome::Rejected { .. } => Some(Self::Rejected),
+            VerifyOutcome::Locked => Some(Self::Locked),
+            VerifyOutcome::MustChange
+            | VerifyOutcome::Expired { .. }
+            | VerifyOutcome::InsufficientLevel { .. }
+            | VerifyOutcome::NoPin => Some(Self::NotUsable),
+        }
+    }
+}
+
+/// A failed command: its kind and a message a person can act on (one line, no secret).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// The kind.
+    pub(crate) kind: Kind,
+    /// The message.
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn input(message: impl Into<String>) -> Self {
+        Self::new(Kind::Input, message)
+    }
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self::new(Kind::Refused, message)
+    }
+    pub(crate) fn storage(message: impl Into<String>) -> Self {
+        Self::new(Kind::Storage, message)
+    }
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(Kind::Internal, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The kind of a library error.
+fn kind_of(e: &CoreError) -> Kind {
+    match e {
+        CoreError::Batch { source, .. } => kind_of(source),
+        CoreError::Input(_) | CoreError::Policy(_) => Kind::Input,
+        CoreError::Refused(pin_core::Refusal::Blocked) => Kind::Locked,
+        CoreError::Refused(_)
+        | CoreError::UnknownSubject(_)
+        | CoreError::SubjectExists(_)
+        | CoreError::EmailInUse
+        | CoreError::Contention(_)
+        | CoreError::Store(StoreError::Exists | StoreError::NotFound | StoreError::EmailTaken) => {
+            Kind::Refused
+        }
+        CoreError::Store(_) | CoreError::Hash(_) => Kind::Storage,
+        _ => Kind::Internal,
+    }
+}
+
+impl From<CoreError> for Failure {
+    fn from(e: CoreError) -> Self {
+        let kind = kind_of(&e);
+        let message = match &e {
+            CoreError::Store(StoreError::Backend(_)) => {
+                format!("{e}; check that the database file is readable and writable, and retry")
+            }
+            _ => e.to_string(),
+        };
+        Self::new(kind, one_line(&message))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::from(CoreError::Store(e))
+    }
+}
+
+/// Keeps a message on one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,335 @@
+//! The outbox notifier: one file per message, the only place an issued PIN appears.
+//!
+//! A message for part `P` of `N` of credential serial `S` of subject `TAX` on channel `CH`
+//! is written to `<outbox>/<TAX>-s<S>-p<P>of<N>-<CH>.txt` (e.g.
+//! `RSSMRA85T10A562S-s3-p1of2-sms.txt`), with mode 0600. Its body is the text the person
+//! would receive — an e-mail, an SMS, a phone operator's script, a letter, or the slip in a
+//! sealed envelope — with the secret on a line of its own: `PIN: 48213`, or
+//! `PIN (part 2 of 2): K7QM2ZXA` when the PIN is split.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use pin_core::command::Delivery;
+use pin_core::notify::{DeliveryError, Notifier, Receipt};
+use pin_core::subject::{Channel, Origin};
+use pin_core::tax_code::TaxCode;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+/// A [`Notifier`] writing each message into a directory.
+#[derive(Debug)]
+pub(crate) struct FileOutbox {
+    dir: PathBuf,
+}
+
+impl FileOutbox {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+}
+
+/// The stable short name of a channel, used in file names and output.
+pub(crate) fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Pec => "pec",
+        Channel::Phone => "phone",
+        Channel::Post => "post",
+        Channel::SealedEnvelope => "envelope",
+    }
+}
+
+/// Parses a channel name as [`channel_name`] writes it (and `sealed-envelope`).
+pub(crate) fn parse_channel(s: &str) -> Option<Channel> {
+    Some(match s {
+        "email" | "e-mail" => Channel::Email,
+        "sms" => Channel::Sms,
+        "pec" => Channel::Pec,
+        "phone" => Channel::Phone,
+        "post" | "letter" => Channel::Post,
+        "envelope" | "sealed-envelope" | "sealed_envelope" => Channel::SealedEnvelope,
+        _ => return None,
+    })
+}
+
+/// The file name of a message.
+pub(crate) fn file_name(tax: &TaxCode, serial: u64, part: u8, of: u8, channel: Channel) -> String {
+    format!(
+        "{}-s{serial}-p{part}of{of}-{}.txt",
+        tax.as_str(),
+        channel_name(channel)
+    )
+}
+
+/// The line carrying the secret.
+fn secret_line(d: &Delivery) -> Zeroizing<String> {
+    let secret = d.secret.expose_secret();
+    Zeroizing::new(if d.of > 1 {
+        format!("PIN (part {} of {}): {secret}", d.part, d.of)
+    } else {
+        format!("PIN: {secret}")
+    })
+}
+
+fn why(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Enrolment => "you were enrolled as a public employee",
+        Origin::Identification => "you were identified by your office's RID",
+        Origin::Branch => "you asked for it at an INPS branch counter",
+        Origin::Web => "you asked for it on the INPS website",
+        Origin::ContactCentre => "you asked for it through the INPS contact centre",
+        Origin::PreAssigned => "INPS assigned you a PIN",
+        Origin::Reset => "you asked to reset your PIN",
+        Origin::Resend => "the previous PIN was re-sent; the earlier one no longer works",
+        Origin::Import => "your PIN was migrated",
+    }
+}
+
+/// The body of the message a person receives (contains the secret).
+pub(crate) fn render(d: &Delivery) -> Zeroizing<String> {
+    let noipa = d.secret.len() == 5 && d.of == 1;
+    let issuer = if noipa { "NoiPA" } else { "INPS" };
+    let split_note = match (d.part, d.of, d.origin) {
+        (_, 1, _) => String::new(),
+        (1, 2, Origin::PreAssigned) => "This letter carries the first 8 characters of your PIN. \
+             Activate it on the INPS website with your health card (tessera sanitaria) data; \
+             the last 8 characters will then be sent to you by e-mail or SMS."
+            .to_owned(),
+        (1, 2, _) => "These are the FIRST 8 characters of your 16-character PIN; the last 8 \
+             arrive separately."
+            .to_owned(),
+        (_, _, _) => "These are the LAST 8 characters of your 16-character PIN; put them after \
+             the first 8 you received separately. At first access you will replace the 16 \
+             characters with a PIN of 8."
+            .to_owned(),
+    };
+    let secret = secret_line(d);
+    let mut out = Zeroizing::new(String::new());
+    let mut line = |s: &str| {
+        out.push_str(s);
+        out.push('\n');
+    };
+    match d.channel {
+        Channel::Email | Channel::Pec => {
+            let kind = if d.channel == Channel::Pec {
+                "PEC (certified e-mail)"
+            } else {
+                "e-mail"
+            };
+            line(&format!("To: {}", d.recipient));
+            line(&format!("From: no-reply@{}.example", issuer.to_lowercase()));
+            line(&format!("Subject: Your {issuer} PIN"));
+            line(&format!("Channel: {kind}"));
+            line("");
+            line("Dear user,");
+            line("");
+            line(&format!(
+                "we are sending you your personal {issuer} PIN because {}.",
+                why(d.origin)
+            ));
+            if !split_note.is_empty() {
+                line(&split_note);
+            }
+            line("");
+            line(&secret);
+            line("");
+            line("The PIN is personal and secret: never tell it to anyone, not even to our staff.");
+            line(&format!(
+                "If you did not ask for it, contact {issuer} at once."
+            ));
+        }
+        Channel::Sms => {
+            line(&format!("To: {}", d.recipient));
+            line("Channel: SMS");
+            line("");
+            let sms = format!("{issuer}: {}. {split_note}", why(d.origin));
+            line(sms.trim_end());
+            line(&secret);
+            line("Never share it.");
+        }
+        Channel::Phone => {
+            line(&format!("Phone call to: {}", d.recipient));
+            line("Channel: phone (INPS contact-centre operator, script read aloud)");
+            line("");
+            line("\"Good morning. As you requested, I will now read you the first 8 characters");
+            line("of your INPS PIN, one at a time. Please write them down.\"");
+            line("");
+            line(&secret);
+            line("");
+            line("\"The same characters are also sent to you by SMS or e-mail; the last 8");
+            line("arrive by post at your residence address.\"");
+        }
+        Channel::Post => {
+            line(&format!("Letter to: {}", d.recipient));
+            line("Channel: post (sealed letter)");
+            line("");
+            line(&format!(
+                "Dear citizen, we write to you because {}.",
+                why(d.origin)
+            ));
+            if !split_note.is_empty() {
+                line(&split_note);
+            }
+            line("");
+            line(&secret);
+            line("");
+            line("Keep this letter in a safe place and destroy it once you have changed the PIN.");
+        }
+        Channel::SealedEnvelope => {
+            line("Sealed envelope handed over at the INPS branch counter");
+            line("Channel: sealed envelope (to be opened by the person only)");
+            line("");
+            line("Your PIN of kind \"dispositivo\" is already active. At first access you will");
+            line("replace these 16 characters with a PIN of 8.");
+            line("");
+            line(&secret);
+        }
+    }
+    out
+}
+
+impl Notifier for FileOutbox {
+    fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
+        let unavailable = |what: &str, e: std::io::Error| {
+            DeliveryError::Unavailable(format!("outbox {}: {what}: {e}", self.dir.display()))
+        };
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            return Err(unavailable("cannot create the directory", e));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The outbox holds secrets: keep it to its owner (best effort).
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let path = self
+            .dir
+            .join(file_name(&d.subject, d.serial, d.part, d.of, d.channel));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = match options.open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(DeliveryError::Refused(format!(
+                    "outbox file {} already exists",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(unavailable("cannot create a message file", e)),
+        };
+        let body = render(d);
+        file.write_all(body.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| unavailable("cannot write a message file", e))?;
+        // A sealed envelope is handed over in person: delivered for sure.
+        Ok(if d.channel == Channel::SealedEnvelope {
+            Receipt::Confirmed
+        } else {
+            Receipt::Sent
+        })
+    }
+}
+
+/// One message in the outbox, as `pin outbox` lists it (never its content).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// The file name.
+    pub(crate) file: String,
+    /// The subject's tax code.
+    pub(crate) subject: String,
+    /// Credential serial.
+    pub(crate) serial: u64,
+    /// Part number.
+    pub(crate) part: u8,
+    /// Number of parts.
+    pub(crate) of: u8,
+    /// Channel.
+    pub(crate) channel: String,
+}
+
+/// Parses a file name written by [`file_name`].
+pub(crate) fn parse_file_name(name: &str) -> Option<Listed> {
+    let stem = name.strip_suffix(".txt")?;
+    let mut it = stem.split('-');
+    let subject = it.next()?.to_owned();
+    let serial = it.next()?.strip_prefix('s')?.parse().ok()?;
+    let (part, of) = it.next()?.strip_prefix('p')?.split_once("of")?;
+    let channel = it.next()?.to_owned();
+    if it.next().is_some() || parse_channel(&channel).is_none() {
+        return None;
+    }
+    Some(Listed {
+        file: name.to_owned(),
+        subject,
+        serial,
+        part: part.parse().ok()?,
+        of: of.parse().ok()?,
+        channel,
+    })
+}
+
+/// The messages in `dir`, oldest serial first; a missing directory is an empty outbox.
+pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(l) = name.to_str().and_then(parse_file_name) {
+            out.push(l);
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.subject, a.serial, a.part, &a.channel).cmp(&(&b.subject, b.serial, b.part, &b.channel))
+    });
+    Ok(out)
+}
+
+/// The secret on the `PIN…:` line of a message body (for `pin demo`, which plays the person
+/// reading their mailbox).
+pub(crate) fn secret_of(body: &str) -> Option<Zeroizing<String>> {
+    body.lines()
+        .find(|l| l.starts_with("PIN: ") || l.starts_with("PIN (part "))
+        .and_then(|l| l.rsplit_once(": "))
+        .map(|(_, s)| Zeroizing::new(s.trim().to_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        let tax = TaxCode::parse("RSSMRA85T10A562S").unwrap();
+        let name = file_name(&tax, 3, 1, 2, Channel::Sms);
+        assert_eq!(name, "RSSMRA85T10A562S-s3-p1of2-sms.txt");
+        let l = parse_file_name(&name).unwrap();
+        assert_eq!(
+            (l.serial, l.part, l.of, l.channel.as_str()),
+            (3, 1, 2, "sms")
+        );
+        assert!(parse_file_name("notes.txt").is_none());
+    }
+
+    #[test]
+    fn secret_lines_are_found() {
+        assert_eq!(secret_of("a\nPIN: 48213\nb").unwrap().as_str(), "48213");
+        assert_eq!(
+            secret_of("PIN (part 2 of 2): K7QM2ZXA\n").unwrap().as_str(),
+            "K7QM2ZXA"
+        );
+        assert!(secret_of("no secret").is_none());
+    }
+}

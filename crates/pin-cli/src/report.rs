@@ -1,0 +1,434 @@
+//! What a command prints: one JSON object, or lines of text.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use pin_core::Actor;
+use pin_core::VerifyOutcome;
+use pin_core::service::{DeliveryReport, Executed, Status};
+use pin_core::subject::{Credential, DeliveryState, Level, Pending, Profile, Role, Stage, Subject};
+use serde_json::{Value, json};
+
+use crate::app::Ctx;
+use crate::exit::Kind;
+use crate::outbox::{channel_name, file_name};
+
+/// A finished command: its output and how the process ends.
+#[derive(Debug)]
+pub(crate) struct Done {
+    /// The JSON object (without `ok` and `command`, added by [`Done::json_text`]).
+    pub(crate) json: Value,
+    /// The text for people.
+    pub(crate) text: String,
+    /// A non-success ending that is an outcome, not an error (a rejected PIN).
+    pub(crate) exit: Option<Kind>,
+    /// The command's name.
+    pub(crate) command: &'static str,
+}
+
+impl Done {
+    pub(crate) fn ok(command: &'static str, json: Value, text: String) -> Self {
+        Self {
+            json,
+            text,
+            exit: None,
+            command,
+        }
+    }
+
+    /// The JSON object as printed.
+    pub(crate) fn json_text(&self) -> String {
+        let mut obj = serde_json::Map::new();
+        obj.insert("ok".into(), Value::Bool(self.exit.is_none()));
+        obj.insert("command".into(), Value::String(self.command.into()));
+        if let Value::Object(m) = &self.json {
+            obj.extend(m.clone());
+        }
+        if let Some(k) = self.exit {
+            obj.insert("exit_code".into(), Value::from(k.code()));
+        }
+        Value::Object(obj).to_string()
+    }
+}
+
+pub(crate) fn snake<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+pub(crate) fn profile_name(p: Profile) -> &'static str {
+    match p {
+        Profile::Noipa => "noipa",
+        Profile::Inps => "inps",
+    }
+}
+
+pub(crate) fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Online => "online",
+        Level::Dispositivo => "dispositivo",
+    }
+}
+
+pub(crate) fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Employee => "employee",
+        Role::Citizen => "citizen",
+        Role::Intermediary => "intermediary",
+    }
+}
+
+fn stage_name(s: Stage) -> &'static str {
+    match s {
+        Stage::AwaitingActivation => "awaiting_activation",
+        Stage::MustChange => "must_change",
+        Stage::Active => "active",
+    }
+}
+
+fn state_name(s: DeliveryState) -> &'static str {
+    match s {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Sent => "sent",
+        DeliveryState::Confirmed => "confirmed",
+        DeliveryState::Failed => "failed",
+    }
+}
+
+fn time(t: Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+fn credential_json(c: &Credential) -> Value {
+    json!({
+        "serial": c.serial,
+        "pin_length": c.format.len(),
+        "stage": stage_name(c.stage),
+        "level": level_name(c.level),
+        "origin": snake(&c.origin),
+        "issued_at": time(Some(c.issued_at)),
+        "changed_at": time(c.changed_at),
+        "first_used_at": time(c.first_used_at),
+    })
+}
+
+fn pending_name(p: &Pending) -> Option<&'static str> {
+    match p {
+        Pending::None => None,
+        Pending::OutboundVerification { .. } => Some("outbound_verification"),
+    }
+}
+
+/// One delivery, as printed.
+fn delivery_json(ctx: &Ctx, subject: &Subject, d: &DeliveryReport) -> Value {
+    let file = ctx.outbox.join(file_name(
+        &subject.tax_code,
+        d.serial,
+        d.part,
+        d.of,
+        d.channel,
+    ));
+    json!({
+        "serial": d.serial,
+        "part": d.part,
+        "of": d.of,
+        "channel": channel_name(d.channel),
+        "state": state_name(d.state),
+        "error": d.error,
+        "file": file.display().to_string(),
+    })
+}
+
+/// The report of a command carried out by the machine.
+pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &Executed) -> Done {
+    let s = &done.subject;
+    let deliveries: Vec<Value> = done
+        .deliveries
+        .iter()
+        .map(|d| delivery_json(ctx, s, d))
+        .collect();
+    let advice: Vec<String> = done.advice.iter().map(snake).collect();
+    let json = json!({
+        "subject": s.tax_code.as_str(),
+        "profile": profile_name(s.profile()),
+        "role": role_name(s.role),
+        "actor": actor.label(),
+        "credential": s.credential.as_ref().map(credential_json),
+        "pending": pending_name(&s.pending),
+        "deliveries": deliveries,
+        "advice": advice,
+    });
+    let mut text = format!("{}: {command} done by {}.\n", s.tax_code, actor.label());
+    if let Some(c) = &s.credential {
+        let _ = writeln!(
+            text,
+            "  PIN serial {}: {} characters, {}, level {}.",
+            c.serial,
+            c.format.len(),
+            stage_name(c.stage).replace('_', " "),
+            level_name(c.level)
+        );
+    } else {
+        text.push_str("  No PIN on record.\n");
+    }
+    if pending_name(&s.pending).is_some() {
+        text.push_str("  The request waits for an outbound contact-centre call (pin outbound).\n");
+    }
+    for d in &done.deliveries {
+        let file = ctx
+            .outbox
+            .join(file_name(&s.tax_code, d.serial, d.part, d.of, d.channel));
+        let _ = write!(
+            text,
+            "  part {} of {} by {}: {} -> {}",
+            d.part,
+            d.of,
+            channel_name(d.channel),
+            state_name(d.state),
+            file.display()
+        );
+        if let Some(e) = &d.error {
+            let _ = write!(text, " ({e})");
+        }
+        text.push('\n');
+    }
+    for a in &advice {
+        let _ = writeln!(text, "  advice: {}", advice_text(a));
+    }
+    Done::ok(command, json, text)
+}
+
+fn advice_text(a: &str) -> &'static str {
+    match a {
+        "fewer_than_two_reset_contacts" => {
+            "fewer than two of mobile, e-mail and PEC are on record: online reset will not be possible (INPS-13)"
+        }
+        "awaiting_outbound_verification" => {
+            "the request waits for an outbound contact-centre call (INPS-6, INPS-7)"
+        }
+        "awaiting_activation" => {
+            "the PIN works only after activation with health-card data (pin activate, INPS-8)"
+        }
+        _ => "see the documentation",
+    }
+}
+
+/// The summary state of a subject at `now`.
+pub(crate) fn summary_state(st: &Status, now: DateTime<Utc>) -> &'static str {
+    if pending_name(&st.subject.pending).is_some() {
+        return "awaiting_outbound_verification";
+    }
+    let Some(c) = &st.subject.credential else {
+        return "no_pin";
+    };
+    if st.locked {
+        return "locked";
+    }
+    match c.stage {
+        Stage::AwaitingActivation => "awaiting_activation",
+        Stage::MustChange if st.unused_deadline.is_some_and(|d| now >= d) => "expired",
+        Stage::MustChange => "must_change",
+        Stage::Active
+            if st.rotation_due.is_some_and(|d| now >= d)
+                || st.unused_deadline.is_some_and(|d| now >= d) =>
+        {
+            "expired"
+        }
+        Stage::Active => "active",
+    }
+}
+
+/// `pin status`.
+pub(crate) fn status(ctx: &Ctx, st: &Status) -> Done {
+    let s = &st.subject;
+    let c = s.credential.as_ref();
+    let state = summary_state(st, ctx.now);
+    let deliveries: Vec<Value> = c
+        .map(|c| {
+            c.parts
+                .iter()
+                .map(|p| {
+                    json!({
+                        "part": p.index,
+                        "of": p.of,
+                        "channel": channel_name(p.channel),
+                        "state": state_name(p.state),
+                        "updated_at": time(Some(p.updated_at)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let contacts = json!({
+        "email": s.contacts.email.as_ref().map(pin_core::contact::Email::masked),
+        "mobile": s.contacts.mobile.as_ref().map(pin_core::contact::Mobile::masked),
+        "pec": s.contacts.pec.as_ref().map(pin_core::contact::Email::masked),
+        "address": s.contacts.address.is_some(),
+    });
+    let json = json!({
+        "subject": s.tax_code.as_str(),
+        "profile": profile_name(s.profile()),
+        "role": role_name(s.role),
+        "state": state,
+        "level": c.map(|c| level_name(c.level)),
+        "stage": c.map(|c| stage_name(c.stage)),
+        "pin_length": c.map(|c| c.format.len()),
+        "serial": c.map(|c| c.serial),
+        "origin": c.map(|c| snake(&c.origin)),
+        "consecutive_failures": st.attempts.failures,
+        "remaining_attempts": st.remaining_attempts,
+        "locked": st.locked,
+        "deliveries": deliveries,
+        "rotation_due": time(st.rotation_due),
+        "unused_deadline": time(st.unused_deadline),
+        "issued_at": time(c.map(|c| c.issued_at)),
+        "changed_at": time(c.and_then(|c| c.changed_at)),
+        "first_used_at": time(c.and_then(|c| c.first_used_at)),
+        "pending": pending_name(&s.pending),
+        "cns_holder": s.cns_holder,
+        "represented_by": s.represented_by.as_ref().map(snake),
+        "contacts": contacts,
+    });
+    let mut text = format!(
+        "{} ({} {}): {}\n",
+        s.tax_code,
+        profile_name(s.profile())
+            .to_uppercase()
+            .replace("NOIPA", "NoiPA"),
+        role_name(s.role),
+        state.replace('_', " ")
+    );
+    if let Some(c) = c {
+        let _ = writeln!(
+            text,
+            "  PIN serial {}: {} characters, {}, level {}, issued {} ({})",
+            c.serial,
+            c.format.len(),
+            stage_name(c.stage).replace('_', " "),
+            level_name(c.level),
+            c.issued_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            snake(&c.origin).replace('_', " ")
+        );
+        let _ = writeln!(
+            text,
+            "  consecutive failures: {} ({} attempts left{})",
+            st.attempts.failures,
+            st.remaining_attempts,
+            if st.locked { ", LOCKED" } else { "" }
+        );
+        for p in &c.parts {
+            let _ = writeln!(
+                text,
+                "  part {} of {} by {}: {}",
+                p.index,
+                p.of,
+                channel_name(p.channel),
+                state_name(p.state)
+            );
+        }
+        if let Some(d) = st.rotation_due {
+            let _ = writeln!(
+                text,
+                "  rotation due: {}",
+                d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
+        if let Some(d) = st.unused_deadline {
+            let _ = writeln!(
+                text,
+                "  unused PIN stops working at: {}",
+                d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
+    }
+    Done::ok("status", json, text)
+}
+
+/// The fields of a verify outcome.
+pub(crate) fn outcome_json(outcome: &VerifyOutcome, remaining: Option<u32>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("outcome".into(), Value::String(outcome.name().into()));
+    let remaining = match outcome {
+        VerifyOutcome::Rejected {
+            remaining_attempts, ..
+        } => Some(*remaining_attempts),
+        VerifyOutcome::Locked => Some(0),
+        _ => remaining,
+    };
+    m.insert(
+        "remaining_attempts".into(),
+        remaining.map_or(Value::Null, Value::from),
+    );
+    match outcome {
+        VerifyOutcome::Accepted {
+            level,
+            rotation_due,
+            first_use,
+        } => {
+            m.insert("level".into(), Value::from(level_name(*level)));
+            m.insert("rotation_due".into(), time(*rotation_due));
+            m.insert("first_use".into(), Value::Bool(*first_use));
+        }
+        VerifyOutcome::Rejected { final_try, .. } => {
+            m.insert("final_try".into(), Value::Bool(*final_try));
+        }
+        VerifyOutcome::Expired { reason } => {
+            m.insert("reason".into(), Value::String(snake(reason)));
+        }
+        VerifyOutcome::InsufficientLevel { have, need } => {
+            m.insert("level".into(), Value::from(level_name(*have)));
+            m.insert("required_level".into(), Value::from(level_name(*need)));
+        }
+        VerifyOutcome::Locked | VerifyOutcome::MustChange | VerifyOutcome::NoPin => {}
+    }
+    Value::Object(m)
+}
+
+/// A sentence for a verify outcome.
+pub(crate) fn outcome_text(outcome: &VerifyOutcome) -> String {
+    match outcome {
+        VerifyOutcome::Accepted { level, rotation_due, first_use } => {
+            let mut s = format!("accepted: the PIN is right (level {})", level_name(*level));
+            if *first_use {
+                s.push_str("; first use, delivery confirmed");
+            }
+            if let Some(d) = rotation_due {
+                let _ = write!(s, "; change it by {}", d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            s
+        }
+        VerifyOutcome::Rejected { remaining_attempts, final_try } => {
+            let mut s = format!("rejected: wrong PIN; {remaining_attempts} attempt(s) left");
+            if *final_try {
+                s.push_str(" — the next wrong PIN blocks it");
+            }
+            s
+        }
+        VerifyOutcome::Locked => {
+            "locked: the PIN is blocked after too many wrong attempts; reset it or be identified again"
+                .to_owned()
+        }
+        VerifyOutcome::MustChange => {
+            "must_change: the PIN is right but must be changed first (pin change)".to_owned()
+        }
+        VerifyOutcome::Expired { reason } => format!(
+            "expired: the PIN is right but {}",
+            match snake(reason).as_str() {
+                "rotation" => "the periodic change is due (pin change)",
+                _ => "it was never used in time; ask for a new one",
+            }
+        ),
+        VerifyOutcome::InsufficientLevel { have, need } => format!(
+            "insufficient_level: the PIN is right but of level {}; this service needs {} (pin convert)",
+            level_name(*have),
+            level_name(*need)
+        ),
+        VerifyOutcome::NoPin => "no_pin: there is no usable PIN for this tax code".to_owned(),
+    }
+}

@@ -1,0 +1,216 @@
+//! Dispatch, and the commands an operator or the system performs through the machine.
+
+use pin_core::Actor;
+use pin_core::command::{Command, Enrolment};
+use pin_core::contact::{ContactProof, Contacts};
+use pin_core::store::Store;
+use pin_core::tax_code::TaxCode;
+
+use crate::app::{self, Ctx, Service};
+use crate::cli::{Cli, Cmd, ContactArgs, RequestCmd};
+use crate::exit::Failure;
+use crate::report::{self, Done};
+use crate::{admin, demo, subject};
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> Result<Done, Failure> {
+    let ctx = Ctx::new(&cli.global);
+    match cli.command {
+        Cmd::Init => admin::init(&ctx),
+        Cmd::Policy => admin::policy(),
+        Cmd::Outbox { tax_code } => admin::outbox(&ctx, tax_code.as_ref()),
+        Cmd::Demo => demo::run(&ctx),
+        Cmd::Completions { .. } => Err(Failure::internal("completions are printed by main")),
+        Cmd::Hash { format } => admin::hash(&ctx, format.into()),
+        Cmd::Audit(a) => admin::audit(&ctx, &a),
+        command => {
+            let store = app::open_store(&ctx)?;
+            let svc = app::service(&ctx, store)?;
+            with_service(&ctx, &svc, command)
+        }
+    }
+}
+
+/// The commands that need the service.
+fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<Done, Failure> {
+    let exec = |name: &'static str, tax: &TaxCode, actor: &Actor, cmd: Command| {
+        let done = svc.execute(tax, actor, &cmd, ctx.now)?;
+        Ok(report::executed(name, ctx, actor, &done))
+    };
+    match command {
+        Cmd::Enrol {
+            tax_code,
+            role,
+            contacts,
+            cns,
+            enrolled_on,
+            actor,
+        } => {
+            let e = Enrolment {
+                role: role.into(),
+                contacts: contacts_of(&contacts),
+                cns_holder: cns,
+                enrolled_on,
+            };
+            exec("enrol", &tax_code, &actor, Command::Enrol(e))
+        }
+        Cmd::Identify {
+            tax_code,
+            contacts,
+            actor,
+        } => exec(
+            "identify",
+            &tax_code,
+            &actor,
+            Command::Identify {
+                contacts: contacts_of(&contacts),
+            },
+        ),
+        Cmd::Request(RequestCmd::Branch {
+            tax_code,
+            document,
+            on_behalf,
+            actor,
+        }) => exec(
+            "request branch",
+            &tax_code,
+            &actor,
+            Command::BranchRequest {
+                identity_document: document.into(),
+                on_behalf: on_behalf.map(Into::into),
+            },
+        ),
+        Cmd::Request(RequestCmd::Web {
+            tax_code,
+            address_check,
+            actor,
+        }) => exec(
+            "request web",
+            &tax_code,
+            &actor,
+            Command::WebRequest {
+                address: address_check.into(),
+            },
+        ),
+        Cmd::Request(RequestCmd::ContactCentre {
+            tax_code,
+            archives,
+            actor,
+        }) => exec(
+            "request contact-centre",
+            &tax_code,
+            &actor,
+            Command::ContactCentreRequest {
+                archives: archives.into(),
+            },
+        ),
+        Cmd::Outbound {
+            tax_code,
+            result,
+            actor,
+        } => exec(
+            "outbound",
+            &tax_code,
+            &actor,
+            Command::OutboundVerification {
+                result: result.into(),
+            },
+        ),
+        Cmd::PreAssign { tax_code, actor } => {
+            exec("pre-assign", &tax_code, &actor, Command::PreAssign)
+        }
+        Cmd::Convert {
+            tax_code,
+            document,
+            actor,
+        } => exec(
+            "convert",
+            &tax_code,
+            &actor,
+            Command::Convert {
+                document: document.into(),
+            },
+        ),
+        Cmd::Reset {
+            tax_code,
+            email,
+            mobile,
+            pec,
+            actor,
+        } => {
+            let proofs: Vec<ContactProof> = [
+                email.map(ContactProof::Email),
+                mobile.map(ContactProof::Mobile),
+                pec.map(ContactProof::Pec),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if proofs.len() < 2 {
+                return Err(Failure::input(
+                    "a reset needs two contacts registered at first registration: give two of --email, --mobile, --pec (INPS-14)",
+                ));
+            }
+            exec("reset", &tax_code, &actor, Command::Reset { proofs })
+        }
+        Cmd::Resend { tax_code, actor } => exec("resend", &tax_code, &actor, Command::Resend),
+        Cmd::Receipt {
+            tax_code,
+            serial,
+            part,
+            channel,
+            state,
+            actor,
+        } => exec(
+            "receipt",
+            &tax_code,
+            &actor,
+            Command::Receipt {
+                serial,
+                part,
+                channel,
+                state: state.into(),
+            },
+        ),
+        Cmd::Contacts {
+            tax_code,
+            contacts,
+            remove,
+            actor,
+        } => subject::contacts(ctx, svc, &tax_code, &contacts, &remove, &actor),
+        Cmd::Verify {
+            tax_code,
+            level,
+            actor,
+        } => subject::verify(ctx, svc, &tax_code, level.into(), &actor),
+        Cmd::Change {
+            tax_code,
+            generate,
+            actor,
+        } => subject::change(ctx, svc, &tax_code, generate, &actor),
+        Cmd::Activate {
+            tax_code,
+            health_card,
+            actor,
+        } => subject::activate(ctx, svc, &tax_code, health_card.into(), &actor),
+        Cmd::Status { tax_code } => Ok(report::status(ctx, &svc.status(&tax_code, ctx.now)?)),
+        Cmd::Import { file, actor } => admin::import(ctx, svc, &file, &actor),
+        Cmd::Init
+        | Cmd::Policy
+        | Cmd::Outbox { .. }
+        | Cmd::Demo
+        | Cmd::Completions { .. }
+        | Cmd::Hash { .. }
+        | Cmd::Audit(_) => Err(Failure::internal("command dispatched twice")),
+    }
+}
+
+/// The contacts given on the command line.
+pub(crate) fn contacts_of(c: &ContactArgs) -> Contacts {
+    Contacts {
+        email: c.email.clone(),
+        mobile: c.mobile.clone(),
+        pec: c.pec.clone(),
+        address: c.address.clone(),
+    }
+}
