@@ -6,13 +6,19 @@
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let result = std::panic::catch_unwind(|| check(&data));
-        assert!(result.is_ok(), "{target}: input {} broke an invariant", path.display());
+        assert!(
+            result.is_ok(),
+            "{target}: input {} broke an invariant",
+            path.display()
+        );
         n += 1;
     }
     assert!(n > 0, "{target}: the corpus is empty");

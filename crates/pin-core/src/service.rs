@@ -22,7 +22,7 @@ use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
 use crate::secret::Pin;
 use crate::store::{Loaded, Store, StoreError};
-use crate::subject::{Attempts, Channel, DeliveryState, Subject};
+use crate::subject::{Attempts, Channel, DeliveryState, Profile, Subject};
 use crate::tax_code::TaxCode;
 use crate::verify::{self, Plan, Purpose, Reservation, VerifyOutcome};
 
@@ -533,6 +533,17 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             ),
             None => NewPin::Generated,
         };
+        // Refuse what the PIN could not make possible before counting an attempt on it.
+        if self
+            .load(tax)?
+            .is_some_and(|l| l.subject.profile() == Profile::Noipa)
+        {
+            return Err(Refusal::NotForProfile {
+                action: "change_pin",
+                profile: "NoiPA",
+            }
+            .into());
+        }
         let v = self.authenticate(tax, current, Purpose::Change, now)?;
         let Some(authenticated) = v.proof else {
             return Ok(ChangeOutcome::NotAuthenticated(v.outcome));

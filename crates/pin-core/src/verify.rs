@@ -186,7 +186,10 @@ pub fn plan(
         return none(Some(audit_event(subject, now, purpose, "no_pin")));
     }
     let limit = policy.lockout(subject.profile());
-    if attempts.serial == cred.serial && attempts.is_locked(limit) {
+    // Only a lock made permanent is answered here. A count at the limit that is not yet
+    // blocked (compares still running) goes to the store's reservation, which refuses it
+    // and blocks for good in the same step — so every `Locked` answer is final.
+    if attempts.serial == cred.serial && attempts.blocked {
         return Plan::Done {
             outcome: VerifyOutcome::Locked,
             dummy: false,
