@@ -1,6 +1,6 @@
 //! The crate's errors, kept apart by who must act: the caller misused the API or gave bad
 //! input ([`InputError`]), the rules forbid the action now ([`Refusal`]), or storage failed
-//! ([`StoreError`](crate::store::StoreError)). A wrong PIN is not an error: it is a
+//! ([`StoreError`]). A wrong PIN is not an error: it is a
 //! [`VerifyOutcome`](crate::VerifyOutcome).
 
 use chrono::{DateTime, Utc};

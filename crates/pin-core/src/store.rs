@@ -7,7 +7,8 @@
 //! [`AttemptsUpdate`] rule of a save; never by a read-modify-write in the caller, so that
 //! no race and no crash can give an attacker a free guess.
 //!
-//! Every implementation must pass [`crate::conformance`] (feature `conformance`).
+//! Every implementation must pass the conformance suite, `pin_core::conformance` (feature
+//! `conformance`).
 
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;

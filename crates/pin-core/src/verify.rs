@@ -5,7 +5,7 @@
 //! 1. [`plan`]: from the record and counter, either an outcome that needs no compare
 //!    (locked, no PIN, expired unused PIN) or [`Plan::Compare`].
 //! 2. The driver reserves an attempt in the store (an atomic, durable increment that is
-//!    refused once the limit is reached), then compares with the [`crate::Hasher`] outside
+//!    refused once the limit is reached), then compares with the [`crate::hash::Hasher`] outside
 //!    any storage lock.
 //! 3. [`finish`]: the typed outcome, the proof of authentication when the PIN matched, the
 //!    settlement for the store and the record update (first use confirms delivery, NOIPA-7).
