@@ -364,6 +364,12 @@ fn bench_decisions(c: &mut Criterion) {
         state: DeliveryState::Confirmed,
     };
 
+    // One compare made beforehand (a wrong PIN): the loop below decides, it does not hash.
+    let wrong = format::parse_input(PinFormat::InpsIssued16, "ZZZZZZZZZZZZZZZZ").unwrap();
+    let compared = svc
+        .hasher()
+        .compare(&wrong, &subject.credential.as_ref().unwrap().hash)
+        .unwrap();
     let mut g = c.benchmark_group("decisions");
     g.bench_function("verify_plan_and_finish", |b| {
         b.iter(|| {
@@ -380,7 +386,7 @@ fn bench_decisions(c: &mut Criterion) {
             verify::finish(
                 &subject,
                 1,
-                false,
+                &compared,
                 Purpose::Access {
                     required: Level::Online,
                 },

@@ -7,26 +7,35 @@ use pin_core::Policy;
 use pin_core::hash::{HashParams, Hasher};
 use pin_core::service::PinService;
 use pin_core::store::Store;
-use pin_sqlite::{OpenError, SqliteStore};
+use pin_core::subject::Channel;
+use pin_core::tax_code::TaxCode;
+use pin_postgres::PostgresStore;
+use pin_smtp::{ChannelRouter, Credentials, SmtpConfig, SmtpNotifier};
+use pin_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::cli::Global;
+use crate::cli::{DeliveryArgs, Global, NotifierArg};
+use crate::db::{AnyStore, Db};
 use crate::exit::{Failure, one_line};
 use crate::key;
-use crate::outbox::FileOutbox;
+use crate::outbox::{FileOutbox, file_name};
 
 /// The environment variable that selects tiny Argon2 costs, **for tests only**.
 pub(crate) const FAST_HASH_ENV: &str = "PIN_INSECURE_FAST_HASH";
 
-/// The service as the CLI runs it.
-pub(crate) type Service<S> = PinService<S, FileOutbox, ChaCha20Rng>;
+/// The environment variable holding the SMTP password (never a flag: flags show in `ps`).
+pub(crate) const SMTP_PASSWORD_ENV: &str = "PIN_SMTP_PASSWORD";
+
+/// The service as the CLI runs it: messages go to the outbox, or e-mail and PEC over SMTP
+/// (`--notifier smtp`).
+pub(crate) type Service<S> = PinService<S, ChannelRouter, ChaCha20Rng>;
 
 /// Paths, time and output mode of one command.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
-    /// The database.
-    pub(crate) db: PathBuf,
+    /// The database: an SQLite file or a PostgreSQL URL.
+    pub(crate) db: Db,
     /// The pepper key file.
     pub(crate) key_file: PathBuf,
     /// The outbox directory.
@@ -35,31 +44,57 @@ pub(crate) struct Ctx {
     pub(crate) now: DateTime<Utc>,
     /// JSON output.
     pub(crate) json: bool,
+    /// The SMTP settings under `--notifier smtp` (e-mail and PEC go there, not the outbox).
+    pub(crate) smtp: Option<DeliveryArgs>,
 }
 
 impl Ctx {
     /// Resolves the global options and their defaults.
     pub(crate) fn new(g: &Global) -> Self {
-        let db = g.db.clone().unwrap_or_else(|| PathBuf::from("pin.db"));
-        let beside = db.parent().map(Path::to_path_buf).unwrap_or_default();
+        // --db (or PIN_DB) first, then --database-url (or PIN_DATABASE_URL), then ./pin.db.
+        let db =
+            g.db.clone()
+                .or_else(|| g.database_url.clone().map(PathBuf::from))
+                .map_or_else(|| Db::File(PathBuf::from("pin.db")), |v| Db::parse(&v));
+        let beside = db.beside();
         Self {
             key_file: g.key_file.clone().unwrap_or_else(|| beside.join("pin.key")),
             outbox: g.outbox.clone().unwrap_or_else(|| beside.join("outbox")),
             db,
             now: g.now.unwrap_or_else(clock_now),
             json: g.json,
+            smtp: (g.delivery.notifier == NotifierArg::Smtp).then(|| g.delivery.clone()),
         }
     }
 
     /// Paths inside `dir` (for `pin demo`).
     pub(crate) fn in_dir(dir: &Path, now: DateTime<Utc>) -> Self {
         Self {
-            db: dir.join("pin.db"),
+            db: Db::File(dir.join("pin.db")),
             key_file: dir.join("pin.key"),
             outbox: dir.join("outbox"),
             now,
             json: false,
+            smtp: None,
         }
+    }
+
+    /// Whether messages on `channel` go over SMTP rather than into the outbox.
+    pub(crate) fn by_smtp(&self, channel: Channel) -> bool {
+        self.smtp.is_some() && matches!(channel, Channel::Email | Channel::Pec)
+    }
+
+    /// The outbox file of a message, or `None` when it went over SMTP.
+    pub(crate) fn outbox_file(
+        &self,
+        tax: &TaxCode,
+        serial: u64,
+        part: u8,
+        of: u8,
+        channel: Channel,
+    ) -> Option<PathBuf> {
+        (!self.by_smtp(channel))
+            .then(|| self.outbox.join(file_name(tax, serial, part, of, channel)))
     }
 }
 
@@ -79,7 +114,9 @@ pub(crate) fn fast_hash() -> bool {
 pub(crate) fn policy() -> Result<Policy, Failure> {
     let mut b = Policy::builder();
     if fast_hash() {
-        b = b.hash_live(HashParams::INSECURE_FAST_FOR_TESTS);
+        b = b
+            .hash_live(HashParams::INSECURE_FAST_FOR_TESTS)
+            .hash_floor(HashParams::INSECURE_FAST_FOR_TESTS);
     }
     b.build().map_err(|e| Failure::internal(e.to_string()))
 }
@@ -90,24 +127,29 @@ pub(crate) fn os_rng() -> Result<ChaCha20Rng, Failure> {
     Ok(ChaCha20Rng::from_seed(*seed))
 }
 
-/// Opens an existing database (never creates one).
-pub(crate) fn open_store(ctx: &Ctx) -> Result<SqliteStore, Failure> {
+/// Opens an existing database (never creates one): an SQLite file, or a PostgreSQL
+/// database (whose schema is brought up to date).
+pub(crate) fn open_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
     if !ctx.db.exists() {
         return Err(Failure::storage(format!(
-            "no PIN database at {}; run `pin init` to create it, or pass --db (or set PIN_DB)",
+            "no PIN database at {}; run `pin init` to create it, or pass --db (or set PIN_DB or PIN_DATABASE_URL)",
             ctx.db.display()
         )));
     }
-    SqliteStore::open(&ctx.db).map_err(open_failure)
+    create_store(ctx)
 }
 
-/// Creates (or opens) the database at `ctx.db`.
-pub(crate) fn create_store(ctx: &Ctx) -> Result<SqliteStore, Failure> {
-    SqliteStore::open(&ctx.db).map_err(open_failure)
-}
-
-fn open_failure(e: OpenError) -> Failure {
-    Failure::storage(one_line(&e.to_string()))
+/// Creates (or opens) the database of `ctx.db`.
+pub(crate) fn create_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
+    let failed = |e: &dyn std::fmt::Display| Failure::storage(one_line(&e.to_string()));
+    match &ctx.db {
+        Db::File(path) => SqliteStore::open(path)
+            .map(AnyStore::Sqlite)
+            .map_err(|e| failed(&e)),
+        Db::Postgres(url) => PostgresStore::open(url)
+            .map(|s| AnyStore::Postgres(Box::new(s)))
+            .map_err(|e| failed(&e)),
+    }
 }
 
 /// The hasher of this database's key and the policy.
@@ -131,12 +173,50 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
     if let Some(w) = key::permission_warning(&ctx.key_file) {
         eprintln!("pin: warning: {w}");
     }
-    PinService::new(
-        store,
-        FileOutbox::new(ctx.outbox.clone()),
-        policy()?,
-        keys,
-        os_rng()?,
-    )
-    .map_err(Failure::from)
+    PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?).map_err(Failure::from)
+}
+
+/// The notifier: everything into the outbox, except e-mail and PEC over SMTP under
+/// `--notifier smtp`.
+fn notifier(ctx: &Ctx) -> Result<ChannelRouter, Failure> {
+    let router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
+    let Some(args) = &ctx.smtp else {
+        return Ok(router);
+    };
+    let smtp = SmtpNotifier::new(smtp_config(args)?).map_err(|e| Failure::input(e.to_string()))?;
+    Ok(router.route(&[Channel::Email, Channel::Pec], smtp))
+}
+
+/// The SMTP settings from the flags (or their variables) and `PIN_SMTP_PASSWORD`.
+fn smtp_config(args: &DeliveryArgs) -> Result<SmtpConfig, Failure> {
+    let host = args.smtp_host.clone().ok_or_else(|| {
+        Failure::input("--notifier smtp needs the relay: --smtp-host HOST (or PIN_SMTP_HOST)")
+    })?;
+    let from = args.smtp_from.clone().ok_or_else(|| {
+        Failure::input("--notifier smtp needs the sender: --smtp-from ADDRESS (or PIN_SMTP_FROM)")
+    })?;
+    let password = std::env::var(SMTP_PASSWORD_ENV)
+        .ok()
+        .map(zeroize::Zeroizing::new);
+    let credentials = match (&args.smtp_user, password) {
+        (Some(user), Some(password)) => Some(Credentials::new(user, password.as_str())),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Failure::input(format!(
+                "--smtp-user is set but {SMTP_PASSWORD_ENV} is not: put the relay password \
+                 in the environment"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(Failure::input(format!(
+                "{SMTP_PASSWORD_ENV} is set but no user: give --smtp-user (or PIN_SMTP_USER)"
+            )));
+        }
+    };
+    let mut config = SmtpConfig::new(host, from);
+    config.port = args.smtp_port;
+    config.tls = args.smtp_tls;
+    config.credentials = credentials;
+    config.language = args.smtp_lang;
+    Ok(config)
 }

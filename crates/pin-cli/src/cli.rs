@@ -53,9 +53,10 @@ Actors (--as): subject, system, rid:ID, enrolment-operator:ID, support:ID, branc
   contact-centre:ID, guardian, curator, support-administrator, parent, delegate:ID (always
   refused: INPS-10).
 
-Environment: PIN_DB, PIN_KEY_FILE, PIN_OUTBOX, PIN_NOW stand for the options of the same
-  name. PIN_INSECURE_FAST_HASH=1 selects tiny Argon2 costs, for tests only (a warning is
-  printed on stderr every time).
+Environment: PIN_DB, PIN_DATABASE_URL, PIN_KEY_FILE, PIN_OUTBOX, PIN_NOW, PIN_NOTIFIER and
+  PIN_SMTP_HOST, _PORT, _TLS, _USER, _FROM, _LANG stand for the options of the same name; the SMTP
+  password is read from PIN_SMTP_PASSWORD only. PIN_INSECURE_FAST_HASH=1 selects tiny Argon2
+  costs, for tests only (a warning is printed on stderr every time).
 ";
 
 /// The `pin` command line.
@@ -82,9 +83,26 @@ pub(crate) struct Cli {
 /// Options for every command.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The SQLite database [default: ./pin.db].
-    #[arg(long, env = "PIN_DB", global = true, value_name = "PATH")]
+    /// The database: an SQLite file, or a PostgreSQL URL
+    /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE) [default: ./pin.db].
+    #[arg(
+        long,
+        env = "PIN_DB",
+        global = true,
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
     pub(crate) db: Option<PathBuf>,
+    /// A PostgreSQL URL, used when --db is not given. Prefer the variable to the flag for a
+    /// URL with a password: flags show in `ps`.
+    #[arg(
+        long,
+        env = "PIN_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: Option<String>,
     /// The pepper key file: 64 hex digits [default: pin.key beside the database].
     #[arg(long, env = "PIN_KEY_FILE", global = true, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
@@ -97,6 +115,62 @@ pub(crate) struct Global {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// How messages reach people.
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryArgs,
+}
+
+/// How messages reach people: the outbox, or SMTP for e-mail and PEC (the other channels
+/// still go to the outbox). The SMTP password is read from `PIN_SMTP_PASSWORD` only.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Delivery")]
+pub(crate) struct DeliveryArgs {
+    /// outbox: every message into the outbox directory; smtp: e-mail and PEC through an
+    /// SMTP relay, the other channels into the outbox.
+    #[arg(
+        long,
+        env = "PIN_NOTIFIER",
+        global = true,
+        value_enum,
+        default_value = "outbox"
+    )]
+    pub(crate) notifier: NotifierArg,
+    /// SMTP relay host (with --notifier smtp).
+    #[arg(long, env = "PIN_SMTP_HOST", global = true, value_name = "HOST")]
+    pub(crate) smtp_host: Option<String>,
+    /// SMTP relay port [default: 25, 587 or 465 by --smtp-tls].
+    #[arg(long, env = "PIN_SMTP_PORT", global = true, value_name = "PORT")]
+    pub(crate) smtp_port: Option<u16>,
+    /// none (a relay on this machine only), starttls, or tls (implicit TLS).
+    #[arg(long, env = "PIN_SMTP_TLS", global = true, value_name = "MODE", default_value = "starttls", value_parser = parse_tls)]
+    pub(crate) smtp_tls: pin_smtp::TlsMode,
+    /// SMTP user name; the password comes from PIN_SMTP_PASSWORD (never a flag).
+    #[arg(long, env = "PIN_SMTP_USER", global = true, value_name = "USER")]
+    pub(crate) smtp_user: Option<String>,
+    /// Sender address, e.g. 'INPS <no-reply@inps.example>'.
+    #[arg(long, env = "PIN_SMTP_FROM", global = true, value_name = "ADDRESS")]
+    pub(crate) smtp_from: Option<String>,
+    /// Language of the e-mail and PEC texts: it or en.
+    #[arg(long, env = "PIN_SMTP_LANG", global = true, value_name = "LANG", default_value = "it", value_parser = parse_language)]
+    pub(crate) smtp_lang: pin_smtp::Language,
+}
+
+/// Where messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NotifierArg {
+    /// Every message into the outbox directory.
+    Outbox,
+    /// E-mail and PEC over SMTP; the other channels into the outbox.
+    Smtp,
+}
+
+fn parse_tls(s: &str) -> Result<pin_smtp::TlsMode, String> {
+    s.parse().map_err(|e: pin_smtp::ConfigError| e.to_string())
+}
+
+fn parse_language(s: &str) -> Result<pin_smtp::Language, String> {
+    s.parse()
+        .map_err(|e: pin_smtp::text::UnknownLanguage| e.to_string())
 }
 
 /// The commands.
@@ -221,7 +295,7 @@ Exit code 0 accepted, 3 rejected, 4 locked, 6 must_change/expired/insufficient_l
         /// Result of the check of the signed request and identity document.
         #[arg(long, value_enum)]
         document: CheckArg,
-        /// Who performs it (subject, branch:ID or system).
+        /// Who records it (branch:ID or system: whoever checked the request; INPS-9).
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor)]
         actor: Actor,
     },

@@ -409,7 +409,7 @@ fn walk<S: Store>(d: &mut Demo<'_, S>) -> Result<(), Failure> {
     )?;
     d.exec(
         &luca,
-        &Actor::Subject,
+        &Actor::BranchOperator("RM-01".into()),
         Command::Convert {
             document: Check::Passed,
         },

@@ -35,7 +35,8 @@ impl PinReader {
             })?;
             return Ok(Zeroizing::new(pin));
         }
-        let mut line = Zeroizing::new(String::new());
+        // Capacity up front: no reallocation, so no stray copies of the PIN.
+        let mut line = Zeroizing::new(String::with_capacity(256));
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
         // Standard input's buffer is shared by every lock, so what follows this line stays

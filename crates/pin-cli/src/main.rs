@@ -2,7 +2,8 @@
 //!
 //! A thin driver: it parses the command line, reads PINs from the terminal (no echo) or
 //! standard input, calls [`pin_core::service::PinService`] over a
-//! [`pin_sqlite::SqliteStore`], writes each message a person would receive into an outbox
+//! [`pin_sqlite::SqliteStore`] (or a [`pin_postgres::PostgresStore`] when `--db` is a
+//! `postgres://` URL), writes each message a person would receive into an outbox
 //! directory, and prints the result. Every decision is pin-core's.
 //!
 //! # Exit codes
@@ -36,6 +37,7 @@
 mod admin;
 mod app;
 mod cli;
+mod db;
 mod demo;
 mod exit;
 mod input;

@@ -107,7 +107,8 @@ pub(crate) fn render(d: &Delivery) -> Zeroizing<String> {
             .to_owned(),
     };
     let secret = secret_line(d);
-    let mut out = Zeroizing::new(String::new());
+    // Capacity up front: no reallocation, so no stray copies of the PIN in freed memory.
+    let mut out = Zeroizing::new(String::with_capacity(4096));
     let mut line = |s: &str| {
         out.push_str(s);
         out.push('\n');
@@ -196,14 +197,19 @@ impl Notifier for FileOutbox {
         let unavailable = |what: &str, e: std::io::Error| {
             DeliveryError::Unavailable(format!("outbox {}: {what}: {e}", self.dir.display()))
         };
-        if let Err(e) = std::fs::create_dir_all(&self.dir) {
-            return Err(unavailable("cannot create the directory", e));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // The outbox holds secrets: keep it to its owner (best effort).
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        if !self.dir.is_dir() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            // The outbox holds secrets: a folder we create is its owner's alone. A folder
+            // that already exists is the operator's choice and left as it is.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            if let Err(e) = builder.create(&self.dir) {
+                return Err(unavailable("cannot create the directory", e));
+            }
         }
         let path = self
             .dir

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::app::Ctx;
 use crate::exit::Kind;
-use crate::outbox::{channel_name, file_name};
+use crate::outbox::channel_name;
 
 /// A finished command: its output and how the process ends.
 #[derive(Debug)]
@@ -126,13 +126,7 @@ fn pending_name(p: &Pending) -> Option<&'static str> {
 
 /// One delivery, as printed.
 fn delivery_json(ctx: &Ctx, subject: &Subject, d: &DeliveryReport) -> Value {
-    let file = ctx.outbox.join(file_name(
-        &subject.tax_code,
-        d.serial,
-        d.part,
-        d.of,
-        d.channel,
-    ));
+    let file = ctx.outbox_file(&subject.tax_code, d.serial, d.part, d.of, d.channel);
     json!({
         "serial": d.serial,
         "part": d.part,
@@ -140,7 +134,7 @@ fn delivery_json(ctx: &Ctx, subject: &Subject, d: &DeliveryReport) -> Value {
         "channel": channel_name(d.channel),
         "state": state_name(d.state),
         "error": d.error,
-        "file": file.display().to_string(),
+        "file": file.map(|f| f.display().to_string()),
     })
 }
 
@@ -180,17 +174,16 @@ pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &E
         text.push_str("  The request waits for an outbound contact-centre call (pin outbound).\n");
     }
     for d in &done.deliveries {
-        let file = ctx
-            .outbox
-            .join(file_name(&s.tax_code, d.serial, d.part, d.of, d.channel));
+        let to = ctx
+            .outbox_file(&s.tax_code, d.serial, d.part, d.of, d.channel)
+            .map_or_else(|| "SMTP relay".to_owned(), |f| f.display().to_string());
         let _ = write!(
             text,
-            "  part {} of {} by {}: {} -> {}",
+            "  part {} of {} by {}: {} -> {to}",
             d.part,
             d.of,
             channel_name(d.channel),
             state_name(d.state),
-            file.display()
         );
         if let Some(e) = &d.error {
             let _ = write!(text, " ({e})");
@@ -218,29 +211,9 @@ fn advice_text(a: &str) -> &'static str {
     }
 }
 
-/// The summary state of a subject at `now`.
-pub(crate) fn summary_state(st: &Status, now: DateTime<Utc>) -> &'static str {
-    if pending_name(&st.subject.pending).is_some() {
-        return "awaiting_outbound_verification";
-    }
-    let Some(c) = &st.subject.credential else {
-        return "no_pin";
-    };
-    if st.locked {
-        return "locked";
-    }
-    match c.stage {
-        Stage::AwaitingActivation => "awaiting_activation",
-        Stage::MustChange if st.unused_deadline.is_some_and(|d| now >= d) => "expired",
-        Stage::MustChange => "must_change",
-        Stage::Active
-            if st.rotation_due.is_some_and(|d| now >= d)
-                || st.unused_deadline.is_some_and(|d| now >= d) =>
-        {
-            "expired"
-        }
-        Stage::Active => "active",
-    }
+/// The summary state of a subject, as pin-core computed it for the command's time.
+pub(crate) fn summary_state(st: &Status, _now: DateTime<Utc>) -> &'static str {
+    st.state.name()
 }
 
 /// `pin status`.

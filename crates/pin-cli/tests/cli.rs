@@ -767,7 +767,7 @@ fn inps_web_request_first_access_rotation_and_conversion() {
     let v = env.json(&["verify", LUCA, "--level", "dispositivo"], "K7QM2ZXA\n", 6);
     assert_eq!(v["outcome"], "insufficient_level");
     env.fails_unchanged(
-        &["convert", LUCA, "--document", "failed", "--as", "subject"],
+        &["convert", LUCA, "--document", "failed", "--as", "branch:B1"],
         "",
         5,
         "did not pass",
@@ -778,14 +778,21 @@ fn inps_web_request_first_access_rotation_and_conversion() {
         5,
         "may not",
     );
-    env.json(
+    // rule: INPS-9 — the person sends the request; whoever checks it records the conversion.
+    env.fails_unchanged(
         &["convert", LUCA, "--document", "passed", "--as", "subject"],
+        "",
+        5,
+        "may not",
+    );
+    env.json(
+        &["convert", LUCA, "--document", "passed", "--as", "branch:B1"],
         "",
         0,
     );
     env.json(&["verify", LUCA, "--level", "dispositivo"], "K7QM2ZXA\n", 0);
     env.fails_unchanged(
-        &["convert", LUCA, "--document", "passed", "--as", "subject"],
+        &["convert", LUCA, "--document", "passed", "--as", "system"],
         "",
         5,
         "already",

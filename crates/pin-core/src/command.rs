@@ -4,10 +4,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::audit::AuditEvent;
 use crate::contact::{ContactProof, Contacts};
+use crate::error::Refusal;
 use crate::format::PinFormat;
 use crate::hash::PinHash;
 use crate::secret::Pin;
-use crate::subject::{Channel, DeliveryState, Level, Representation, Role, Stage, Subject};
+use crate::subject::{
+    Attempts, Channel, DeliveryState, Level, Representation, Role, Stage, Subject,
+};
 use crate::tax_code::TaxCode;
 
 /// The result of a check made by an outside registry — residence address, archives of the
@@ -58,21 +61,85 @@ pub struct Imported {
 }
 
 /// Proof that the subject just gave their current PIN, made only by
-/// [`crate::verify::finish`]. It names the subject and the credential serial it was made
-/// for, so that it cannot be used for another person (serials count per subject) nor after
-/// that PIN changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [`crate::verify::finish`] from a [`crate::hash::Compared`] that matched. It names the
+/// subject, the credential serial and stage, why the PIN was given and when, so that it
+/// cannot be used for another person (serials count per subject), after that PIN changed or
+/// was blocked, for another purpose, or after [`PROOF_TTL`]. It is not `Clone`.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Authenticated {
     pub(crate) subject: TaxCode,
     pub(crate) serial: u64,
     pub(crate) stage: Stage,
+    pub(crate) purpose: crate::verify::Purpose,
+    pub(crate) at: DateTime<Utc>,
 }
+
+/// How long a proof of authentication stays usable.
+pub const PROOF_TTL: chrono::Duration = chrono::Duration::minutes(5);
 
 impl Authenticated {
     /// The credential serial authenticated.
     #[must_use]
     pub fn serial(&self) -> u64 {
         self.serial
+    }
+
+    /// Why the PIN was given.
+    #[must_use]
+    pub fn purpose(&self) -> crate::verify::Purpose {
+        self.purpose
+    }
+}
+
+/// The purposes of a proof an action accepts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Want {
+    /// Given to use a service: the PIN is active, not expired, of the level required.
+    Access,
+    /// Given to change the PIN.
+    Change,
+    /// Given to activate a pre-assigned PIN.
+    Activate,
+}
+
+impl Authenticated {
+    /// Checks the proof for `action` on `subject`: the same person and credential (serial
+    /// and stage), not blocked since (`counter`), fresh at `now`, and given for one of the
+    /// purposes in `wants`.
+    pub(crate) fn check<'s>(
+        &self,
+        subject: &'s Subject,
+        counter: &Attempts,
+        now: DateTime<Utc>,
+        wants: &[Want],
+        action: &'static str,
+    ) -> Result<&'s crate::subject::Credential, Refusal> {
+        let cred = subject.credential.as_ref().ok_or(Refusal::NoPin)?;
+        if self.subject != subject.tax_code
+            || cred.serial != self.serial
+            || cred.stage != self.stage
+        {
+            return Err(Refusal::StaleAuthentication);
+        }
+        if counter.serial == cred.serial && counter.blocked {
+            return Err(Refusal::Blocked);
+        }
+        if now > self.at + PROOF_TTL || now < self.at {
+            return Err(Refusal::StaleAuthentication);
+        }
+        let accepted = wants.iter().any(|w| {
+            matches!(
+                (w, self.purpose),
+                (Want::Access, crate::verify::Purpose::Access { .. })
+                    | (Want::Change, crate::verify::Purpose::Change)
+                    | (Want::Activate, crate::verify::Purpose::Activate)
+            )
+        });
+        if accepted {
+            Ok(cred)
+        } else {
+            Err(Refusal::WrongProof { action })
+        }
     }
 }
 

@@ -236,7 +236,7 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
             "reservation {i} must be granted and counted"
         );
         store
-            .settle_attempt(&tax(0), 1, 3, Settlement::Failure, &ev)
+            .settle_attempt(&tax(0), 1, 3, Settlement::Failure { reserved: i }, &ev)
             .unwrap();
     }
     assert_eq!(
@@ -251,7 +251,7 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         "a blocked PIN stays blocked even under a higher limit (POL-5)"
     );
     store
-        .settle_attempt(&tax(0), 1, 3, Settlement::Success, &ev)
+        .settle_attempt(&tax(0), 1, 3, Settlement::Success { reserved: 1 }, &ev)
         .unwrap();
     assert!(
         store.load(&tax(0)).unwrap().unwrap().attempts.blocked,
@@ -278,7 +278,7 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         Reservation::Locked
     );
     store
-        .settle_attempt(&tax(2), 1, 3, Settlement::Success, &ev)
+        .settle_attempt(&tax(2), 1, 3, Settlement::Success { reserved: 1 }, &ev)
         .unwrap();
     let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
     assert_eq!(
@@ -287,34 +287,66 @@ pub fn attempts_lock_for_good<S: Store>(store: &S) {
         "a lock someone was told about is never re-opened"
     );
     assert!(store.load(&tax(2)).unwrap().unwrap().attempts.blocked);
+    // A reservation at the limit whose failure settles after a success lowered the count
+    // still blocks: it was answered "locked", and that answer is final.
+    let s = sample_subject(tax(1), Role::Citizen, "d@example.it", 1);
+    store.create(&s, &[]).unwrap();
+    for i in 1..=3 {
+        let r = store.reserve_attempt(&tax(1), 1, 3).unwrap();
+        assert_eq!(r, Reservation::Granted { failures: i });
+    }
+    let _ = store
+        .settle_attempt(&tax(1), 1, 3, Settlement::Success { reserved: 1 }, &ev)
+        .unwrap();
+    let _ = store
+        .settle_attempt(&tax(1), 1, 3, Settlement::Failure { reserved: 3 }, &ev)
+        .unwrap();
+    assert!(
+        store.load(&tax(1)).unwrap().unwrap().attempts.blocked,
+        "a failure that reached the limit blocks even after a success settled"
+    );
 }
 
-/// A success resets failures; a reservation left unsettled (a crash) stays counted.
+/// A success clears the failures counted up to its own reservation; a reservation left
+/// unsettled (a crash) stays counted; one reserved after the success's stays counted too;
+/// settling reports whether the serial is still current.
 pub fn success_resets_and_crash_counts<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    assert_eq!(
-        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
-        Reservation::Granted { failures: 1 }
-    );
+    let reserve = || store.reserve_attempt(&tax(0), 1, 10).unwrap();
+    let failures = || store.load(&tax(0)).unwrap().unwrap().attempts.failures;
     // Never settled: as if the process died before the compare finished.
-    assert_eq!(
-        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
-        Reservation::Granted { failures: 2 }
-    );
-    store
-        .settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev)
+    assert_eq!(reserve(), Reservation::Granted { failures: 1 });
+    assert_eq!(failures(), 1, "a crashed attempt stays counted");
+    assert_eq!(reserve(), Reservation::Granted { failures: 2 });
+    let current = store
+        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 2 }, &ev)
         .unwrap();
-    assert_eq!(
-        store.load(&tax(0)).unwrap().unwrap().attempts.failures,
-        0,
-        "success resets"
-    );
+    assert!(current, "serial 1 is current");
+    assert_eq!(failures(), 0, "success clears what was counted before it");
     assert_eq!(
         store.audit_log(Some(&tax(0))).unwrap().len(),
         1,
         "settle appends its audit"
+    );
+    // Ours is reserved first, a wrong guess after it; our success must not erase it.
+    assert_eq!(reserve(), Reservation::Granted { failures: 1 });
+    assert_eq!(reserve(), Reservation::Granted { failures: 2 });
+    let _ = store
+        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 1 }, &ev)
+        .unwrap();
+    assert_eq!(
+        failures(),
+        1,
+        "a guess reserved after the success stays counted"
+    );
+    let stale = store
+        .settle_attempt(&tax(0), 9, 10, Settlement::Failure { reserved: 1 }, &ev)
+        .unwrap();
+    assert!(
+        !stale,
+        "settling an old serial reports it is no longer current"
     );
 }
 
@@ -323,10 +355,10 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     let mut v = store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    for _ in 0..2 {
+    for i in 1..=2 {
         let _ = store.reserve_attempt(&tax(0), 1, 10).unwrap();
         store
-            .settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev)
+            .settle_attempt(&tax(0), 1, 10, Settlement::Failure { reserved: i }, &ev)
             .unwrap();
     }
     let mut keep = s.clone();
@@ -355,7 +387,7 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
         "old serial"
     );
     store
-        .settle_attempt(&tax(0), 1, 10, Settlement::Success, &ev)
+        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 1 }, &ev)
         .unwrap();
     assert_eq!(
         store.load(&tax(0)).unwrap().unwrap().attempts.failures,
@@ -422,12 +454,18 @@ pub fn concurrent_reservations<S: Store + Sync>(store: &S) {
             scope.spawn(|| {
                 let ev = event(&tax(0), "verify");
                 for _ in 0..25 {
-                    if let Reservation::Granted { .. } =
+                    if let Reservation::Granted { failures } =
                         store.reserve_attempt(&tax(0), 1, 10).unwrap()
                     {
                         granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         store
-                            .settle_attempt(&tax(0), 1, 10, Settlement::Failure, &ev)
+                            .settle_attempt(
+                                &tax(0),
+                                1,
+                                10,
+                                Settlement::Failure { reserved: failures },
+                                &ev,
+                            )
                             .unwrap();
                     }
                 }

@@ -139,7 +139,7 @@ pub enum Refusal {
     NoPin,
     /// The PIN is blocked; only a new issue unblocks (POL-5).
     #[error(
-        "the PIN is blocked after too many wrong attempts; reset it (two registered contacts) or be identified again (POL-5)"
+        "the PIN is blocked after too many wrong attempts; ask for a new one — INPS: reset with two registered contacts, or at a branch; NoiPA: identification by the RID (POL-5)"
     )]
     Blocked,
     /// A request is already waiting for outbound verification.
@@ -184,6 +184,13 @@ pub enum Refusal {
     /// The proof of authentication is for an earlier PIN or another purpose.
     #[error("authenticate again: the PIN changed since")]
     StaleAuthentication,
+    /// The proof of authentication was made for another purpose (e.g. an initial PIN,
+    /// which allows nothing but a change, INPS-3).
+    #[error("the PIN given does not allow to {action}; authenticate with a PIN in use for this")]
+    WrongProof {
+        /// The action.
+        action: &'static str,
+    },
     /// The PIN is in a stage that does not allow the action.
     #[error("the PIN is {stage}: {why}")]
     Stage {

@@ -285,13 +285,15 @@ pub fn generate<R: CryptoRng + ?Sized>(format: PinFormat, rng: &mut R) -> Pin {
 /// and of the 100,000 NoiPA PINs fewer than 200 are trivial.
 #[must_use]
 pub fn is_trivial(s: &str) -> bool {
-    let chars: Vec<char> = s.chars().map(|c| c.to_ascii_uppercase()).collect();
+    // The copies below hold a PIN: zeroized when dropped.
+    let chars: Zeroizing<Vec<char>> =
+        Zeroizing::new(s.chars().map(|c| c.to_ascii_uppercase()).collect());
     let has_period_2 = chars.iter().zip(chars.iter().skip(2)).all(|(a, b)| a == b);
     if has_period_2 {
         return true;
     }
-    let upper: String = chars.iter().collect();
-    let reversed: String = chars.iter().rev().collect();
+    let upper: Zeroizing<String> = Zeroizing::new(chars.iter().collect());
+    let reversed: Zeroizing<String> = Zeroizing::new(chars.iter().rev().collect());
     let inside = |seq: &str| seq.contains(upper.as_str()) || seq.contains(reversed.as_str());
     if inside(NOIPA_ALPHABET) || inside(INPS_ALPHABET) {
         return true;

@@ -216,6 +216,29 @@ pub enum Verified {
     Mismatch,
 }
 
+/// The result of [`Hasher::compare`]: whether a PIN matched a given stored hash. Made only
+/// by a [`Hasher`] (it holds the pepper), so a caller cannot claim a match it did not see.
+#[derive(Debug)]
+#[must_use]
+pub struct Compared {
+    verified: Verified,
+    against: PinHash,
+}
+
+impl Compared {
+    /// The outcome of the compare.
+    pub fn verified(&self) -> Verified {
+        self.verified
+    }
+
+    /// Whether the PIN matched `stored` — false when this compare was made against another
+    /// hash.
+    #[must_use]
+    pub fn matched(&self, stored: &PinHash) -> bool {
+        matches!(self.verified, Verified::Match { .. }) && self.against == *stored
+    }
+}
+
 /// Hashing failures (never a wrong PIN: that is [`Verified::Mismatch`]).
 ///
 /// Messages name parameters and key ids, never a PIN, a pepper or a hash.
@@ -483,6 +506,36 @@ impl Hasher {
         } else {
             Ok(Verified::Mismatch)
         }
+    }
+
+    /// Compares `pin` with `stored` like [`Hasher::verify`], and returns the evidence
+    /// [`crate::verify::finish`] needs to grant a proof of authentication. Only a hasher
+    /// holding the pepper can make a [`Compared`], and it names the stored hash it was made
+    /// against, so it cannot be forged nor used for another credential.
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`].
+    pub fn compare(&self, pin: &Pin, stored: &PinHash) -> Result<Compared, HashError> {
+        let verified = self.verify(pin, stored)?;
+        Ok(Compared {
+            verified,
+            against: stored.clone(),
+        })
+    }
+
+    /// Checks that a stored hash could be verified — well formed, Argon2id v19, parameters
+    /// within floor..=cap, key in the keyring — without hashing anything (e.g. before an
+    /// import).
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`], except that no Argon2 work is done.
+    pub fn check_stored(&self, stored: &PinHash) -> Result<(), HashError> {
+        let parsed = parse(&stored.phc)?;
+        self.check_range(parsed.params)?;
+        self.keys
+            .find(stored.key_id)
+            .ok_or(HashError::UnknownKey(stored.key_id))?;
+        Ok(())
     }
 
     /// Costs what a verify costs and always fails: used when there is nothing to compare against.

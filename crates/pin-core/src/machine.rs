@@ -28,7 +28,7 @@ use crate::actor::Actor;
 use crate::audit::AuditEvent;
 use crate::command::{
     Advice, AttemptsUpdate, Authenticated, Check, Command, Decision, Delivery, Effect, Enrolment,
-    Imported, NewPin,
+    Imported, NewPin, Want,
 };
 use crate::contact::{ContactKind, ContactProof, Contacts};
 use crate::error::{Error, InputError, Refusal};
@@ -124,7 +124,7 @@ pub fn decide(
         }
         (_, None) => Err(Error::UnknownSubject(tax_code.clone())),
         (command, Some(subject)) => {
-            let mut step = Step::new(subject, actor, ctx, name);
+            let mut step = Step::new(subject, *attempts, actor, ctx, name);
             match command {
                 Command::Enrol(_) | Command::Import(_) => {
                     return Err(Error::SubjectExists(tax_code.clone()));
@@ -289,7 +289,7 @@ fn enrol(
         resends: Vec::new(),
         created_at: ctx.now,
     };
-    let mut step = Step::new(&subject, actor, ctx, "enrol");
+    let mut step = Step::new(&subject, Attempts::default(), actor, ctx, "enrol");
     step.outcome = "enrolled";
     if profile == Profile::Inps && step.next.contacts.reset_contact_count() < 2 {
         step.effects
@@ -402,6 +402,8 @@ fn check_representation(
 /// A decision under construction for an existing subject.
 struct Step<'a> {
     actor: &'a Actor,
+    /// The store's attempt counter when the record was loaded.
+    counter: Attempts,
     ctx: &'a Context<'a>,
     action: &'static str,
     next: Subject,
@@ -423,12 +425,14 @@ enum Route {
 impl<'a> Step<'a> {
     fn new(
         subject: &Subject,
+        counter: Attempts,
         actor: &'a Actor,
         ctx: &'a Context<'a>,
         action: &'static str,
     ) -> Self {
         Self {
             actor,
+            counter,
             ctx,
             action,
             next: subject.clone(),
@@ -711,26 +715,28 @@ impl<'a> Step<'a> {
         {
             return Err(Refusal::AlreadyUsed.into());
         }
-        let now = self.now();
-        // NOIPA-5: support re-sends only when the PIN has not arrived within 12 hours.
-        if let (Actor::Support(_), Some(at)) = (self.actor, self.next.identified_at) {
-            let until = at + self.ctx.policy.support_resend_after();
-            if now < until {
+        // INPS-5, INPS-7: a sealed envelope is handed over at a branch, a PIN told by phone
+        // needs an operator on the call; nobody else can re-send those.
+        for p in &cred.parts {
+            let operator = match p.channel {
+                Channel::SealedEnvelope => matches!(self.actor, Actor::BranchOperator(_)),
+                Channel::Phone => matches!(self.actor, Actor::ContactCentre(_)),
+                _ => true,
+            };
+            self.require_actor(
+                operator,
+                "INPS-5/INPS-7: envelopes are re-issued at a branch, phone parts by the contact centre",
+            )?;
+        }
+        // NOIPA-5: support re-sends only when the PIN has not arrived within 12 hours of
+        // its issue (at identification, or at enrolment).
+        if let Actor::Support(_) = self.actor {
+            let until = cred.issued_at + self.ctx.policy.support_resend_after();
+            if self.now() < until {
                 return Err(Refusal::ResendTooEarly { until }.into());
             }
         }
-        // POL-4: at most N re-sends in the sliding window.
-        let window = self.ctx.policy.resend_window();
-        self.next.resends.retain(|t| *t + window > now);
-        let limit = usize::try_from(self.ctx.policy.resend_limit()).unwrap_or(usize::MAX);
-        if self.next.resends.len() >= limit {
-            let oldest = self.next.resends.iter().min().copied().unwrap_or(now);
-            return Err(Refusal::ResendLimit {
-                until: oldest + window,
-            }
-            .into());
-        }
-        self.next.resends.push(now);
+        self.rate_limit()?;
         // POL-3: a fresh PIN on the same channels; the failures carry over.
         match cred.stage {
             Stage::AwaitingActivation => {
@@ -762,6 +768,25 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
+    /// POL-4: at most `resend_limit` PINs sent to the contacts on record in the sliding
+    /// window — re-sends, and the requests a person can make without authenticating (web
+    /// request, reset) — so that nobody can flood a mailbox or phone.
+    fn rate_limit(&mut self) -> Result<(), Error> {
+        let now = self.now();
+        let window = self.ctx.policy.resend_window();
+        self.next.resends.retain(|t| *t + window > now);
+        let limit = usize::try_from(self.ctx.policy.resend_limit()).unwrap_or(usize::MAX);
+        if self.next.resends.len() >= limit {
+            let oldest = self.next.resends.iter().min().copied().unwrap_or(now);
+            return Err(Refusal::ResendLimit {
+                until: oldest + window,
+            }
+            .into());
+        }
+        self.next.resends.push(now);
+        Ok(())
+    }
+
     /// A pre-assigned letter is part 1 of 2 although it is issued alone.
     fn fix_pre_assigned_parts(&mut self) {
         if let Some(c) = self.next.credential.as_mut() {
@@ -785,7 +810,7 @@ impl<'a> Step<'a> {
     ) -> Result<(), Error> {
         let by_subject = match (self.actor, authenticated) {
             (Actor::Subject, Some(a)) => {
-                self.check_proof(a)?;
+                self.check_proof(a, &[Want::Access])?;
                 true
             }
             _ => false,
@@ -806,12 +831,9 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    fn check_proof(&self, a: &Authenticated) -> Result<&Credential, Error> {
-        let cred = self.next.credential.as_ref().ok_or(Refusal::NoPin)?;
-        if a.subject != self.next.tax_code || cred.serial != a.serial || cred.stage != a.stage {
-            return Err(Refusal::StaleAuthentication.into());
-        }
-        Ok(cred)
+    /// Checks a proof of authentication for this action.
+    fn check_proof(&self, a: &Authenticated, wants: &[Want]) -> Result<&Credential, Error> {
+        Ok(a.check(&self.next, &self.counter, self.now(), wants, self.action)?)
     }
 
     fn request_allowed(&self, on_behalf: Option<Representation>) -> Result<(), Error> {
@@ -877,6 +899,18 @@ impl<'a> Step<'a> {
             }
             .into());
         }
+        // A PIN in use is not replaced by an unauthenticated web request, which would also
+        // lower a dispositivo PIN to online: reset (INPS-14) is the way after a loss.
+        if self.next.credential.as_ref().is_some_and(|c| {
+            c.first_used_at.is_some() || c.changed_at.is_some() || c.origin == Origin::Import
+        }) {
+            return Err(Refusal::Stage {
+                stage: "in use",
+                why: "a web request is for a first PIN; after a loss, reset it with two registered contacts (INPS-14)",
+            }
+            .into());
+        }
+        self.rate_limit()?;
         if on_behalf.is_some() {
             self.next.represented_by = on_behalf;
         }
@@ -973,7 +1007,7 @@ impl<'a> Step<'a> {
             matches!(self.actor, Actor::Subject),
             "INPS-8: the person activates",
         )?;
-        let cred = self.check_proof(authenticated)?.clone();
+        let cred = self.check_proof(authenticated, &[Want::Activate])?.clone();
         if cred.stage != Stage::AwaitingActivation {
             return Err(Refusal::Stage {
                 stage: "already active",
@@ -989,7 +1023,10 @@ impl<'a> Step<'a> {
         // The person proved the letter's half; the second half is drawn now and the hash of
         // the whole 16 replaces the hash of the half, so no half is ever kept in clear.
         if !mint.matches(first_half, &cred.hash)? {
-            return Err(Refusal::StaleAuthentication.into());
+            return Err(Refusal::WrongProof {
+                action: "activate with another half",
+            }
+            .into());
         }
         let second = mint.generate(PinFormat::InpsInUse8);
         let whole = format::join_halves(first_half, &second);
@@ -1033,6 +1070,7 @@ impl<'a> Step<'a> {
         self.next.last_serial = serial;
         self.attempts = AttemptsUpdate::Fresh;
         self.channels = vec![channel];
+        self.next.pending = Pending::None;
         self.outcome = "activated";
         Ok(())
     }
@@ -1040,11 +1078,8 @@ impl<'a> Step<'a> {
     fn convert(&mut self, document: Check) -> Result<(), Error> {
         self.require_profile(Profile::Inps)?;
         self.require_actor(
-            matches!(
-                self.actor,
-                Actor::Subject | Actor::BranchOperator(_) | Actor::System
-            ),
-            "INPS-9: the person sends the request; a branch or the back office checks it",
+            matches!(self.actor, Actor::BranchOperator(_) | Actor::System),
+            "INPS-9: the person sends the signed request and document; the branch or the back office that checks them records the conversion",
         )?;
         let cred = self.next.credential.as_mut().ok_or(Refusal::NoPin)?;
         if cred.stage == Stage::AwaitingActivation {
@@ -1080,6 +1115,7 @@ impl<'a> Step<'a> {
             }
         };
         self.request_allowed(on_behalf)?;
+        self.rate_limit()?;
         let mut kinds: Vec<ContactKind> = Vec::new();
         for p in proofs {
             if kinds.contains(&p.kind()) {
@@ -1128,7 +1164,9 @@ impl<'a> Step<'a> {
             matches!(self.actor, Actor::Subject),
             "INPS-3: only the person changes their PIN",
         )?;
-        let cred = self.check_proof(authenticated)?.clone();
+        let cred = self
+            .check_proof(authenticated, &[Want::Change, Want::Access])?
+            .clone();
         if cred.stage == Stage::AwaitingActivation {
             return Err(Refusal::Stage {
                 stage: "awaiting activation",

@@ -135,13 +135,18 @@ impl Store for MemoryStore {
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        if let Some((_, _, counter)) = inner.subjects.get_mut(tax_code) {
+        let mut current = false;
+        if let Some((subject, _, counter)) = inner.subjects.get_mut(tax_code) {
             *counter = settle_rule(*counter, serial, limit, settlement);
+            current = subject
+                .credential
+                .as_ref()
+                .is_some_and(|c| c.serial == serial);
         }
         inner.audit.push(audit.clone());
-        Ok(())
+        Ok(current)
     }
 
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

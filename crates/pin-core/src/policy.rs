@@ -79,14 +79,16 @@ impl Default for Policy {
             noipa_unused_expiry: None,
             noipa_auto_issue_from: NaiveDate::from_ymd_opt(2014, 4, 1).unwrap_or_default(),
             hash_live: HashParams::RECOMMENDED,
+            // Weakest accepted from a stored hash: OWASP's smallest Argon2id memory (7 MiB).
             hash_floor: HashParams {
-                m_kib: 8,
+                m_kib: 7_168,
                 t_cost: 1,
                 p_cost: 1,
             },
+            // Strongest accepted: a hostile row cannot ask for more than 256 MiB × 10 passes.
             hash_cap: HashParams {
-                m_kib: 1_048_576,
-                t_cost: 16,
+                m_kib: 262_144,
+                t_cost: 10,
                 p_cost: 8,
             },
         }

@@ -1,10 +1,11 @@
 //! NoiPA self-services that need the PIN or the CNS (NOIPA-10, NOIPA-11).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Authenticated, Check};
+use crate::command::{Authenticated, Check, Want};
 use crate::error::Refusal;
-use crate::subject::{Profile, Subject};
+use crate::subject::{Attempts, Profile, Subject};
 
 /// A NoiPA self-service that requires the PIN or the CNS (NOIPA-11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -35,14 +36,18 @@ pub enum Proof<'a> {
     Cns(Check),
 }
 
-/// Whether `subject` may use `service` with `proof` (NOIPA-10, NOIPA-11).
+/// Whether `subject`, whose attempt counter is `attempts`, may use `service` with `proof`
+/// at `now` (NOIPA-10, NOIPA-11). A PIN proof must be this person's, of the current PIN,
+/// given to access a service, not blocked since and fresh.
 ///
 /// # Errors
 /// [`Refusal`] explaining what is missing.
 pub fn authorize(
     subject: &Subject,
+    attempts: &Attempts,
     service: SelfService,
     proof: &Proof<'_>,
+    now: DateTime<Utc>,
 ) -> Result<(), Refusal> {
     let _ = service; // every listed service needs the same proof (NOIPA-11)
     if subject.profile() != Profile::Noipa {
@@ -52,15 +57,15 @@ pub fn authorize(
         });
     }
     match proof {
-        Proof::Pin(a) => {
-            let current = subject.credential.as_ref().map(|c| c.serial);
-            // The proof must be this person's (serials count per subject) and of the current PIN.
-            if a.subject == subject.tax_code && current == Some(a.serial()) {
-                Ok(())
-            } else {
-                Err(Refusal::StaleAuthentication)
-            }
-        }
+        Proof::Pin(a) => a
+            .check(
+                subject,
+                attempts,
+                now,
+                &[Want::Access],
+                "use a NoiPA self-service",
+            )
+            .map(|_| ()),
         Proof::Cns(Check::Passed) if subject.cns_holder => Ok(()),
         Proof::Cns(Check::Passed) => Err(Refusal::Stage {
             stage: "not linked to a CNS",

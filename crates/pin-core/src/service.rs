@@ -83,9 +83,47 @@ pub enum ChangeOutcome {
     NotAuthenticated(VerifyOutcome),
 }
 
+/// Where a subject stands at a given time, in one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// No PIN on record.
+    NoPin,
+    /// A request waits for the outbound contact-centre call (INPS-6, INPS-7).
+    AwaitingOutboundVerification,
+    /// A pre-assigned PIN waits for activation (INPS-8).
+    AwaitingActivation,
+    /// The 16-character PIN must be changed at first access (INPS-3).
+    MustChange,
+    /// In use.
+    Active,
+    /// Expired: rotation due (INPS-11), or issued and never used in time.
+    Expired,
+    /// Blocked after too many wrong attempts (INPS-12, POL-1).
+    Locked,
+}
+
+impl State {
+    /// A stable snake-case name (`no_pin`, `must_change`, …).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoPin => "no_pin",
+            Self::AwaitingOutboundVerification => "awaiting_outbound_verification",
+            Self::AwaitingActivation => "awaiting_activation",
+            Self::MustChange => "must_change",
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Locked => "locked",
+        }
+    }
+}
+
 /// A subject's state, for display. Holds no secret.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Status {
+    /// The summary at the time asked.
+    pub state: State,
     /// The record.
     pub subject: Subject,
     /// The attempt counter.
@@ -168,6 +206,29 @@ fn store_err(tax: &TaxCode, e: StoreError) -> Error {
         StoreError::NotFound => Error::UnknownSubject(tax.clone()),
         other => Error::Store(other),
     }
+}
+
+/// Refuses input that is no PIN of any kind (not 5 digits, nor 8 or 16 characters of the
+/// INPS alphabet), and returns it trimmed of one line ending.
+fn check_shape(input: &str) -> Result<&str, Error> {
+    let formats = [
+        PinFormat::NoipaDigits5,
+        PinFormat::InpsInUse8,
+        PinFormat::InpsIssued16,
+    ];
+    if formats
+        .iter()
+        .any(|f| format::parse_input(*f, input).is_ok())
+    {
+        return Ok(input);
+    }
+    let all_digits = !input.trim().is_empty() && input.trim().bytes().all(|b| b.is_ascii_digit());
+    let err = if all_digits {
+        format::parse_input(PinFormat::NoipaDigits5, input).err()
+    } else {
+        format::parse_any_inps(input).err()
+    };
+    Err(InputError::Pin(err.unwrap_or(format::PinInputError::Empty)).into())
 }
 
 impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
@@ -415,6 +476,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         purpose: Purpose,
         now: DateTime<Utc>,
     ) -> Result<Verification, Error> {
+        // Input that is no PIN of any kind is refused before anything is looked up, so the
+        // answer is the same whether or not the subject exists.
+        let input = check_shape(input)?;
+        // What a compare of this input looks like when it cannot match (a PIN of another
+        // shape than the subject's, or no subject at all): same cost, no match.
+        let raw = || Pin::from_string(input.chars().take(64).collect());
         for _ in 0..CAS_RETRIES {
             let loaded = self.load(tax)?;
             let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
@@ -426,9 +493,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     audit,
                 } => {
                     if dummy {
-                        let _ = self
-                            .hasher
-                            .verify_dummy(&Pin::from_string(input.chars().take(64).collect()));
+                        let _ = self.hasher.verify_dummy(&raw());
                     }
                     if let Some(ev) = audit {
                         self.store
@@ -446,7 +511,6 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     format,
                     hash,
                 } => {
-                    let pin = format::parse_input(format, input).map_err(InputError::from)?;
                     let Some(loaded) = loaded else {
                         return Err(Error::UnknownSubject(tax.clone()));
                     };
@@ -469,21 +533,31 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                         Reservation::Granted { failures } => failures,
                     };
                     // The attempt is counted durably; now the compare, outside any lock. A
-                    // hash error leaves the attempt counted, which is the safe side.
-                    let verified = self.hasher.verify(&pin, &hash)?;
-                    let matched = matches!(verified, Verified::Match { .. });
+                    // PIN of another shape than this credential's is a wrong PIN like any
+                    // other, at the same cost. A hash error leaves the attempt counted, which
+                    // is the safe side.
+                    let pin = format::parse_input(format, input).unwrap_or_else(|_| raw());
+                    let compared = self.hasher.compare(&pin, &hash)?;
                     let finished = verify::finish(
                         &loaded.subject,
                         failures,
-                        matched,
+                        &compared,
                         purpose,
                         now,
                         &self.policy,
                     );
-                    self.store
+                    let current = self
+                        .store
                         .settle_attempt(tax, serial, limit, finished.settle, &finished.audit)
                         .map_err(|e| store_err(tax, e))?;
-                    let rehash = matches!(verified, Verified::Match { needs_rehash: true });
+                    if !current {
+                        // A new PIN was issued while this one was compared: its outcome no
+                        // longer means anything (BOTH-1). Plan again on the current record.
+                        continue;
+                    }
+                    let rehash =
+                        matches!(compared.verified(), Verified::Match { needs_rehash: true })
+                            && compared.matched(&hash);
                     if finished.update.is_some() || rehash {
                         self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
                     }
@@ -497,20 +571,56 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         Err(Error::Contention(tax.clone()))
     }
 
-    /// Best effort after a match: save the first-use confirmation and upgrade the hash to
-    /// the live parameters and key. A conflict means someone else changed the record, which
-    /// then wins; the next successful verify tries again.
+    /// After a match: save the first-use confirmation (NOIPA-7; it also ends the window in
+    /// which a re-send may replace the PIN) and upgrade the hash to the live parameters and
+    /// key. On a conflict the record is reloaded and the same changes applied again, as long
+    /// as the credential is still the one that matched; storage errors are not the
+    /// verifier's concern and leave the next successful verify to try again.
     fn refresh_after_match(&self, loaded: Loaded, update: Option<Subject>, rehash: Option<&Pin>) {
-        let mut next = update.unwrap_or_else(|| loaded.subject.clone());
-        if let (Some(pin), Some(cred)) = (rehash, next.credential.as_mut()) {
-            match self.mint().seal(pin) {
-                Ok(h) => cred.hash = h,
-                Err(_) => return,
+        let serial = loaded.subject.credential.as_ref().map(|c| c.serial);
+        let first_use = update
+            .as_ref()
+            .and_then(|u| u.credential.as_ref())
+            .and_then(|c| c.first_used_at);
+        let new_hash = match rehash.map(|pin| self.mint().seal(pin)) {
+            Some(Ok(h)) => Some(h),
+            Some(Err(_)) | None => None,
+        };
+        let (mut subject, mut version) = (loaded.subject, loaded.version);
+        for _ in 0..CAS_RETRIES {
+            let mut next = subject.clone();
+            let Some(cred) = next
+                .credential
+                .as_mut()
+                .filter(|c| Some(c.serial) == serial)
+            else {
+                return;
+            };
+            if let (Some(at), None) = (first_use, cred.first_used_at) {
+                if cred.stage != crate::subject::Stage::AwaitingActivation {
+                    cred.first_used_at = Some(at);
+                }
+                for p in &mut cred.parts {
+                    if p.state != DeliveryState::Confirmed {
+                        p.state = DeliveryState::Confirmed;
+                        p.updated_at = at;
+                    }
+                }
+            }
+            if let Some(h) = &new_hash {
+                cred.hash = h.clone();
+            }
+            if next == subject {
+                return;
+            }
+            match self.store.save(&next, version, AttemptsUpdate::Keep, &[]) {
+                Err(StoreError::Conflict) => match self.store.load(&next.tax_code) {
+                    Ok(Some(l)) => (subject, version) = (l.subject, l.version),
+                    _ => return,
+                },
+                _ => return,
             }
         }
-        let _ = self
-            .store
-            .save(&next, loaded.version, AttemptsUpdate::Keep, &[]);
     }
 
     /// Changes the subject's PIN (INPS-3 first access, INPS-4/INPS-11 rotation): `current`
@@ -642,11 +752,11 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 index,
                 source: Box::new(e),
             };
-            if !imported.hash.phc.starts_with("$argon2id$") {
-                return Err(refuse(
-                    InputError::Import("the hash is not an Argon2id PHC string").into(),
-                ));
-            }
+            // A hash this hasher could not verify (other key, parameters out of bounds,
+            // malformed) would lock its owner out at the first verify: refuse it now.
+            self.hasher
+                .check_stored(&imported.hash)
+                .map_err(|e| refuse(Error::Hash(e)))?;
             let d = machine::decide(
                 &tax,
                 None,
@@ -672,23 +782,41 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// # Errors
     /// [`Error::UnknownSubject`], storage failures.
     pub fn status(&self, tax: &TaxCode, now: DateTime<Utc>) -> Result<Status, Error> {
-        let _ = now;
         let l = self
             .load(tax)?
             .ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
         let limit = self.policy.lockout(l.subject.profile());
-        let current = l.subject.credential.as_ref().map(|c| c.serial);
+        let cred = l.subject.credential.as_ref();
+        let current = cred.map(|c| c.serial);
         let counter = if current == Some(l.attempts.serial) {
             l.attempts
         } else {
             Attempts::default()
         };
-        let cred = l.subject.credential.as_ref();
+        let locked = current.is_some() && counter.is_locked(limit);
+        let rotation_due = cred.and_then(|c| c.rotation_due(l.subject.role, &self.policy));
+        let unused_deadline = cred.and_then(|c| c.unused_deadline(&self.policy));
+        let past = |d: Option<DateTime<Utc>>| d.is_some_and(|d| now >= d);
+        let state = match (&l.subject.pending, cred) {
+            (crate::subject::Pending::OutboundVerification { .. }, _) => {
+                State::AwaitingOutboundVerification
+            }
+            (_, None) => State::NoPin,
+            _ if locked => State::Locked,
+            (_, Some(c)) => match c.stage {
+                crate::subject::Stage::AwaitingActivation => State::AwaitingActivation,
+                _ if past(unused_deadline) => State::Expired,
+                crate::subject::Stage::MustChange => State::MustChange,
+                crate::subject::Stage::Active if past(rotation_due) => State::Expired,
+                crate::subject::Stage::Active => State::Active,
+            },
+        };
         Ok(Status {
-            locked: current.is_some() && counter.is_locked(limit),
+            state,
+            locked,
             remaining_attempts: limit.saturating_sub(counter.failures),
-            rotation_due: cred.and_then(|c| c.rotation_due(l.subject.role, &self.policy)),
-            unused_deadline: cred.and_then(|c| c.unused_deadline(&self.policy)),
+            rotation_due,
+            unused_deadline,
             attempts: counter,
             subject: l.subject,
         })

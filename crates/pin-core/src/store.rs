@@ -107,10 +107,12 @@ pub trait Store {
         limit: u32,
     ) -> Result<Reservation, StoreError>;
 
-    /// Settles a granted reservation and appends `audit`, atomically. `Success` resets the
-    /// failures to zero unless the counter is blocked; `Failure` blocks the counter for good
-    /// once failures reach `limit`. Does nothing to the counter if `serial` is no longer
-    /// current.
+    /// Settles a granted reservation and appends `audit`, atomically ([`settle_rule`]):
+    /// `Success { reserved }` clears the failures counted up to that reservation unless the
+    /// counter is blocked; `Failure` blocks the counter for good once failures reach
+    /// `limit`. Returns whether `serial` is still the subject's current credential; when it
+    /// is not, the counter is left alone and the caller must not report the compare's
+    /// outcome (the PIN it checked is no longer valid, BOTH-1).
     ///
     /// # Errors
     /// A backend failure.
@@ -121,7 +123,7 @@ pub trait Store {
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Appends audit events that come with no record change.
     ///
@@ -165,7 +167,7 @@ impl<S: Store + ?Sized> Store for &S {
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         (**self).settle_attempt(t, s, l, x, a)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
@@ -231,13 +233,13 @@ pub fn settle_rule(counter: Attempts, serial: u64, limit: u32, settlement: Settl
         return counter;
     }
     match settlement {
-        Settlement::Success if !counter.blocked => Attempts {
-            failures: 0,
+        Settlement::Success { reserved } if !counter.blocked => Attempts {
+            failures: counter.failures.saturating_sub(reserved),
             ..counter
         },
-        Settlement::Success => counter,
-        Settlement::Failure => Attempts {
-            blocked: counter.blocked || counter.failures >= limit,
+        Settlement::Success { .. } => counter,
+        Settlement::Failure { reserved } => Attempts {
+            blocked: counter.blocked || counter.failures >= limit || reserved >= limit,
             ..counter
         },
     }

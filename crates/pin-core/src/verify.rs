@@ -19,7 +19,7 @@ use crate::actor::Actor;
 use crate::audit::AuditEvent;
 use crate::command::Authenticated;
 use crate::format::PinFormat;
-use crate::hash::PinHash;
+use crate::hash::{Compared, PinHash};
 use crate::policy::Policy;
 use crate::subject::{Attempts, DeliveryState, Level, Profile, Stage, Subject};
 
@@ -230,12 +230,20 @@ pub enum Reservation {
 /// How the store settles a granted reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settlement {
-    /// The PIN matched: failures go back to zero (unless the PIN was blocked meanwhile,
-    /// which a success never undoes).
-    Success,
-    /// The PIN did not match: the reserved failure stays, and reaching the limit blocks
-    /// the PIN for good.
-    Failure,
+    /// The PIN matched: the failures counted up to and including this attempt are
+    /// cleared — attempts reserved after it stay counted — unless the PIN was blocked
+    /// meanwhile, which a success never undoes.
+    Success {
+        /// The count the reservation returned (this attempt included).
+        reserved: u32,
+    },
+    /// The PIN did not match: the reserved failure stays, and a reservation that reached
+    /// the limit blocks the PIN for good — whatever a success settled meanwhile — so every
+    /// `Locked` answer is final.
+    Failure {
+        /// The count the reservation returned (this attempt included).
+        reserved: u32,
+    },
 }
 
 /// Step 3's answer.
@@ -259,17 +267,21 @@ pub struct Finished {
 pub fn finish(
     subject: &Subject,
     failures: u32,
-    matched: bool,
+    compared: &Compared,
     purpose: Purpose,
     now: DateTime<Utc>,
     policy: &Policy,
 ) -> Finished {
     let limit = policy.lockout(subject.profile());
+    let matched = subject
+        .credential
+        .as_ref()
+        .is_some_and(|c| compared.matched(&c.hash));
     let Some(cred) = subject.credential.as_ref() else {
         return Finished {
             outcome: VerifyOutcome::NoPin,
             proof: None,
-            settle: Settlement::Failure,
+            settle: Settlement::Failure { reserved: failures },
             update: None,
             audit: audit_event(subject, now, purpose, "no_pin"),
         };
@@ -292,7 +304,7 @@ pub fn finish(
         return Finished {
             outcome,
             proof: None,
-            settle: Settlement::Failure,
+            settle: Settlement::Failure { reserved: failures },
             update: None,
             audit: audit_event(subject, now, purpose, name),
         };
@@ -314,6 +326,8 @@ pub fn finish(
         next
     });
     let proof = Authenticated {
+        purpose,
+        at: now,
         subject: subject.tax_code.clone(),
         serial: cred.serial,
         stage: cred.stage,
@@ -379,7 +393,7 @@ pub fn finish(
     Finished {
         outcome,
         proof,
-        settle: Settlement::Success,
+        settle: Settlement::Success { reserved: failures },
         update,
         audit,
     }

@@ -563,25 +563,36 @@ impl Store for SqliteStore {
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let serial_sql = to_sql_int(serial, "credential serial").unwrap_or(-1);
         self.write(|tx| {
             match settlement {
-                Settlement::Success => tx
+                // Clear only the failures counted up to this reservation: guesses reserved
+                // after it stay counted (SQLite's max() of two values is the larger one).
+                Settlement::Success { reserved } => tx
                     .prepare_cached(
-                        "UPDATE attempts SET failures = 0
+                        "UPDATE attempts SET failures = max(failures - ?3, 0)
                           WHERE tax_code = ?1 AND serial = ?2 AND blocked = 0",
                     )
-                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql])),
-                Settlement::Failure => tx
+                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql, reserved])),
+                // A reservation that reached the limit was answered "locked": block for
+                // good, even if a success lowered the count meanwhile.
+                Settlement::Failure { reserved } => tx
                     .prepare_cached(
-                        "UPDATE attempts SET blocked = (blocked OR failures >= ?3)
+                        "UPDATE attempts SET blocked = (blocked OR failures >= ?3 OR ?4 >= ?3)
                           WHERE tax_code = ?1 AND serial = ?2",
                     )
-                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql, limit])),
+                    .and_then(|mut s| {
+                        s.execute(params![tax_code.as_str(), serial_sql, limit, reserved])
+                    }),
             }
             .map_err(db)?;
-            chain::append(tx, std::slice::from_ref(audit))
+            let current: Option<i64> = tx
+                .prepare_cached("SELECT serial FROM credentials WHERE tax_code = ?1")
+                .and_then(|mut s| s.query_row([tax_code.as_str()], |r| r.get(0)).optional())
+                .map_err(db)?;
+            chain::append(tx, std::slice::from_ref(audit))?;
+            Ok(current == Some(serial_sql))
         })
     }
 

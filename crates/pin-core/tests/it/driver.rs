@@ -10,7 +10,7 @@ use pin_core::secret::{KeyId, Pepper};
 use pin_core::service::PinService;
 use pin_core::store::Store;
 use pin_core::subject::{DeliveryState, Role};
-use pin_core::{Actor, Level, VerifyOutcome};
+use pin_core::{Actor, Error, Level, VerifyOutcome};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -122,11 +122,12 @@ fn unknown_subject_and_subject_without_pin_answer_alike() {
     .unwrap();
     assert_eq!(verify(&s, MARIO, "48213", t0()), VerifyOutcome::NoPin);
     assert_eq!(verify(&s, GIUSEPPE, "48213", t0()), VerifyOutcome::NoPin);
-    // Even malformed input for an unknown subject gives the same answer, not an input error.
-    assert_eq!(
-        verify(&s, GIUSEPPE, "not a pin", t0()),
-        VerifyOutcome::NoPin
-    );
+    // Input that is no PIN of any kind is refused before any lookup: the same input error
+    // for the unknown subject and for the one without a PIN.
+    let unknown = s.verify(&tax(GIUSEPPE), "not a pin", Level::Online, t0());
+    let known = s.verify(&tax(MARIO), "not a pin", Level::Online, t0());
+    assert!(matches!(unknown, Err(Error::Input(_))), "{unknown:?}");
+    assert_eq!(format!("{unknown:?}"), format!("{known:?}"));
 }
 
 struct Down;

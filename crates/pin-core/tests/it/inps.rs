@@ -321,7 +321,7 @@ fn inps_2_only_branch_and_conversion_give_dispositivo() {
     let _ = run(
         &s,
         LAURA,
-        &Actor::Subject,
+        &branch(),
         &Command::Convert {
             document: Check::Passed,
         },
@@ -454,15 +454,16 @@ fn inps_3_change_to_chosen_8_then_only_the_8_works() {
         &access(&s, LAURA, &CHOSEN.to_lowercase(), Level::Online, t1),
         Level::Online
     ));
-    // The 16 is gone: it cannot even be typed for an 8-character PIN.
+    // The 16 is gone: typed for the 8-character PIN it is a wrong PIN like any other,
+    // counted (not an input error, which would tell the shape of the current PIN).
     let old = s.verify(&tax(LAURA), &pin16, Level::Online, t1);
-    assert!(matches!(
-        old,
-        Err(Error::Input(InputError::Pin(PinInputError::Length {
-            expected: 8,
-            found: 16
-        })))
-    ));
+    assert_eq!(
+        old.unwrap(),
+        VerifyOutcome::Rejected {
+            remaining_attempts: 9,
+            final_try: false
+        }
+    );
     // Neither half of it opens anything.
     assert!(matches!(
         access(&s, LAURA, &pin16[..8], Level::Online, t1),
@@ -474,7 +475,17 @@ fn inps_3_change_to_chosen_8_then_only_the_8_works() {
     ));
     // Changing again needs the 8, not the 16.
     let e = s.change_pin(&tax(LAURA), &pin16, Some(CHOSEN_2), t1);
-    assert!(matches!(e, Err(Error::Input(_))), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Ok(ChangeOutcome::NotAuthenticated(VerifyOutcome::Rejected {
+                remaining_attempts: 6,
+                ..
+            }))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(s.status(&tax(LAURA), t1).unwrap().attempts.failures, 4);
 }
 
 #[test]
@@ -507,7 +518,7 @@ fn inps_3_change_to_system_generated_8() {
     ));
     assert!(matches!(
         s.verify(&tax(LAURA), &pin16, Level::Online, now),
-        Err(Error::Input(_))
+        Ok(VerifyOutcome::Rejected { .. })
     ));
 }
 
@@ -616,9 +627,10 @@ fn inps_4_legacy_16_keeps_working_until_rotation_then_becomes_8() {
         &access(&s, MARIO, CHOSEN, Level::Online, t),
         Level::Online
     ));
+    // The legacy 16 is now a wrong PIN like any other (counted, not an input error).
     assert!(matches!(
         s.verify(&tax(MARIO), LEGACY, Level::Online, t),
-        Err(Error::Input(_))
+        Ok(VerifyOutcome::Rejected { .. })
     ));
 }
 
@@ -823,9 +835,10 @@ fn inps_5_branch_issue_replaces_an_earlier_pin() {
     )
     .unwrap();
     let msgs = inbox(&s);
+    // The old 8 is a wrong PIN for the new 16 (counted like any other).
     assert!(matches!(
         s.verify(&tax(LAURA), CHOSEN, Level::Online, t),
-        Err(Error::Input(_))
+        Ok(VerifyOutcome::Rejected { .. })
     ));
     assert_eq!(
         access(&s, LAURA, &msgs[0].text, Level::Online, t),
@@ -867,9 +880,9 @@ fn inps_6_validated_address_first_half_by_sms_second_by_post() {
         access(&s, LAURA, &pin16, Level::Online, now),
         VerifyOutcome::MustChange
     );
-    // Neither half alone is the PIN (BOTH-2).
+    // Neither half alone is the PIN (BOTH-2): a wrong PIN.
     let e = s.verify(&tax(LAURA), &first.text, Level::Online, now);
-    assert!(matches!(e, Err(Error::Input(_))));
+    assert!(matches!(e, Ok(VerifyOutcome::Rejected { .. })), "{e:?}");
 }
 
 #[test]
@@ -1328,7 +1341,7 @@ fn inps_8_letter_carries_the_first_half_and_no_usable_pin() {
         run(
             &s,
             MARIO,
-            &Actor::Subject,
+            &branch(),
             &Command::Convert {
                 document: Check::Passed,
             },
@@ -1374,10 +1387,10 @@ fn inps_8_activation_sends_second_half_and_the_whole_must_be_changed() {
         access(&s, MARIO, &pin16, Level::Online, t),
         VerifyOutcome::MustChange
     );
-    // The half alone is no longer anything.
+    // The half alone is no longer anything: a wrong PIN.
     assert!(matches!(
         s.verify(&tax(MARIO), &half, Level::Online, t),
-        Err(Error::Input(_))
+        Ok(VerifyOutcome::Rejected { .. })
     ));
     // Activating twice: there is nothing awaiting activation.
     let again = s.activate(&tax(MARIO), &half, Check::Passed, t).unwrap();
@@ -1505,7 +1518,7 @@ fn inps_9_conversion_keeps_the_pin_and_raises_the_level() {
     let _ = run(
         &s,
         LAURA,
-        &Actor::Subject,
+        &branch(),
         &Command::Convert {
             document: Check::Passed,
         },
@@ -1602,7 +1615,7 @@ fn inps_9_failed_check_or_already_dispositivo_or_no_pin_is_refused() {
     let failed = Command::Convert {
         document: Check::Failed,
     };
-    let e = refused(&s, LAURA, || run(&s, LAURA, &Actor::Subject, &failed, now));
+    let e = refused(&s, LAURA, || run(&s, LAURA, &branch(), &failed, now));
     assert!(
         matches!(e, Error::Refused(Refusal::CheckFailed(_))),
         "{e:?}"
@@ -1614,7 +1627,13 @@ fn inps_9_failed_check_or_already_dispositivo_or_no_pin_is_refused() {
             need: Level::Dispositivo
         }
     );
-    for actor in [cc(), Actor::Representative(Representation::Guardian)] {
+    // rule: INPS-9 — the person sends the request; whoever checks the document (a branch,
+    // the back office) records the conversion: neither the person nor the contact centre.
+    for actor in [
+        cc(),
+        Actor::Representative(Representation::Guardian),
+        Actor::Subject,
+    ] {
         let cmd = Command::Convert {
             document: Check::Passed,
         };
@@ -1627,8 +1646,8 @@ fn inps_9_failed_check_or_already_dispositivo_or_no_pin_is_refused() {
     let passed = Command::Convert {
         document: Check::Passed,
     };
-    let _ = run(&s, LAURA, &Actor::Subject, &passed, now).unwrap();
-    let e = refused(&s, LAURA, || run(&s, LAURA, &Actor::Subject, &passed, now));
+    let _ = run(&s, LAURA, &branch(), &passed, now).unwrap();
+    let e = refused(&s, LAURA, || run(&s, LAURA, &branch(), &passed, now));
     assert!(
         matches!(e, Error::Refused(Refusal::AlreadyDispositivo)),
         "{e:?}"
@@ -1647,7 +1666,7 @@ fn inps_9_failed_check_or_already_dispositivo_or_no_pin_is_refused() {
     )
     .unwrap();
     let _ = inbox(&s);
-    let e = refused(&s, MARIO, || run(&s, MARIO, &Actor::Subject, &passed, now));
+    let e = refused(&s, MARIO, || run(&s, MARIO, &branch(), &passed, now));
     assert!(
         matches!(e, Error::Refused(Refusal::AlreadyDispositivo)),
         "{e:?}"
@@ -1660,9 +1679,7 @@ fn inps_9_failed_check_or_already_dispositivo_or_no_pin_is_refused() {
         full_contacts("g@example.it"),
         now,
     );
-    let e = refused(&s, GIUSEPPE, || {
-        run(&s, GIUSEPPE, &Actor::Subject, &passed, now)
-    });
+    let e = refused(&s, GIUSEPPE, || run(&s, GIUSEPPE, &branch(), &passed, now));
     assert!(matches!(e, Error::Refused(Refusal::NoPin)), "{e:?}");
 }
 
@@ -2376,10 +2393,10 @@ fn inps_14_reset_issues_a_new_16_in_halves_to_the_proven_contacts() {
     assert!(cred.serial > old.serial);
     let pin16 = assemble(&msgs);
     assert_eq!(pin16.len(), 16);
-    // The old 8 is gone.
+    // The old 8 is gone: a wrong PIN for the new 16.
     assert!(matches!(
         s.verify(&tax(LAURA), CHOSEN, Level::Online, t),
-        Err(Error::Input(_))
+        Ok(VerifyOutcome::Rejected { .. })
     ));
     assert_eq!(
         access(&s, LAURA, &pin16, Level::Online, t),

@@ -12,4 +12,5 @@ mod harness;
 mod inps;
 mod model;
 mod noipa;
+mod security;
 mod smoke;

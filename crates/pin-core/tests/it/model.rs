@@ -62,12 +62,13 @@ impl Who {
     }
 }
 
-/// Who asks for a re-send: the person, an operator (NoiPA support, INPS contact centre) or
-/// the system.
+/// Who asks for a re-send: the person, an operator (NoiPA support, INPS contact centre),
+/// an operator in person (NoiPA RID, INPS branch) or the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum By {
     Person,
     Operator,
+    InPerson,
     System,
 }
 
@@ -139,6 +140,8 @@ enum Op {
     Convert {
         who: Who,
         document: bool,
+        /// Recorded by a branch operator (else: the person tries it, refused, INPS-9).
+        branch: bool,
     },
 }
 
@@ -153,7 +156,12 @@ fn chosen_pin() -> impl Strategy<Value = String> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let by = prop_oneof![Just(By::Person), Just(By::Operator), Just(By::System)];
+    let by = prop_oneof![
+        Just(By::Person),
+        Just(By::Operator),
+        Just(By::InPerson),
+        Just(By::System)
+    ];
     let state = prop_oneof![
         Just(DeliveryState::Pending),
         Just(DeliveryState::Sent),
@@ -186,7 +194,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who(), prop::bool::weighted(0.3), any::<usize>(), state)
             .prop_map(|(who, stale, pick, state)| Op::Receipt { who, stale, pick, state }),
         2 => (who(), prop::bool::weighted(0.7)).prop_map(|(who, good)| Op::Reset { who, good }),
-        1 => (who(), any::<bool>()).prop_map(|(who, document)| Op::Convert { who, document }),
+        1 => (who(), any::<bool>(), prop::bool::weighted(0.8))
+            .prop_map(|(who, document, branch)| Op::Convert { who, document, branch }),
     ]
 }
 
@@ -208,6 +217,10 @@ struct Cur {
     first_used_at: Option<DateTime<Utc>>,
     /// A part went by post or sealed envelope (90 days of validity when unused, else 30).
     physical: bool,
+    /// Handed over in a sealed envelope: only a branch re-sends it (INPS-5).
+    envelope: bool,
+    /// A part told by phone: only the contact centre re-sends it (INPS-7).
+    phone: bool,
 }
 
 impl Cur {
@@ -288,15 +301,41 @@ impl Person {
         self.blocked || self.failures >= LIMIT
     }
 
+    /// rule: POL-4 — at most 5 PINs sent to the contacts on record in 24 hours by re-send,
+    /// web request or reset.
+    fn rate_ok(&self, now: DateTime<Utc>) -> bool {
+        self.resends
+            .iter()
+            .filter(|t| **t + Duration::hours(24) > now)
+            .count()
+            < 5
+    }
+
+    fn rate_count(&mut self, now: DateTime<Utc>) {
+        self.resends.retain(|t| *t + Duration::hours(24) > now);
+        self.resends.push(now);
+    }
+
+    /// The current PIN is in use: a web request no longer replaces it.
+    fn in_use(&self) -> bool {
+        self.cur
+            .as_ref()
+            .is_some_and(|c| c.first_used_at.is_some() || c.changed_at.is_some())
+    }
+
     /// Predicts a verify of `text` for `purpose` and applies it to the model: `Err(())`
-    /// for input the service must refuse before counting an attempt; the flag tells whether
-    /// the PIN was compared and matched (the service then gives a proof).
+    /// for input the service must refuse before counting an attempt (no PIN of any kind);
+    /// the flag tells whether the PIN was compared and matched (the service then gives a
+    /// proof).
     fn verify(
         &mut self,
         text: &str,
         purpose: Purpose,
         now: DateTime<Utc>,
     ) -> (Result<VerifyOutcome, ()>, bool) {
+        if !any_pin_shape(text) {
+            return (Err(()), false);
+        }
         let locked = self.locked();
         let who = self.who;
         let Some(c) = self.cur.as_mut() else {
@@ -318,10 +357,10 @@ impl Person {
                 false,
             );
         }
-        let Ok(pin) = format::parse_input(c.format, text) else {
-            return (Err(()), false);
-        };
-        if pin.expose_secret() != c.pin {
+        // A well-formed PIN of another shape than the credential's is a wrong PIN like any
+        // other: counted.
+        let matches = format::parse_input(c.format, text).is_ok_and(|p| p.expose_secret() == c.pin);
+        if !matches {
             self.failures += 1;
             let remaining = LIMIT - self.failures;
             if remaining == 0 {
@@ -414,6 +453,12 @@ impl Person {
                 .cur
                 .as_ref()
                 .is_some_and(|c| letter.is_some() && c.physical);
+        let envelope = msgs
+            .iter()
+            .any(|m| m.channel == pin_core::subject::Channel::SealedEnvelope);
+        let phone = msgs
+            .iter()
+            .any(|m| m.channel == pin_core::subject::Channel::Phone);
         self.secrets.push(pin.clone());
         self.cur = Some(Cur {
             pin,
@@ -425,6 +470,8 @@ impl Person {
             changed_at: None,
             first_used_at: None,
             physical,
+            envelope,
+            phone,
         });
         self.last_serial = serial;
         self.pending = false;
@@ -478,6 +525,18 @@ fn policy() -> Policy {
 
 fn inps_contacts() -> Contacts {
     full_contacts("laura@example.it")
+}
+
+/// Whether `text` is a PIN of some kind: 5 digits, or 8 or 16 characters of the INPS
+/// alphabet.
+fn any_pin_shape(text: &str) -> bool {
+    [
+        PinFormat::NoipaDigits5,
+        PinFormat::InpsInUse8,
+        PinFormat::InpsIssued16,
+    ]
+    .iter()
+    .any(|f| format::parse_input(*f, text).is_ok())
 }
 
 fn wrong_of(pin: &str, format: PinFormat, nth: usize) -> String {
@@ -665,25 +724,28 @@ impl World {
                     (By::Person, _) => Actor::Subject,
                     (By::Operator, Who::Noipa) => Actor::Support("sup-1".into()),
                     (By::Operator, Who::Inps) => Actor::ContactCentre("cc-1".into()),
+                    (By::InPerson, Who::Noipa) => Actor::Rid("rid-1".into()),
+                    (By::InPerson, Who::Inps) => Actor::BranchOperator("br-1".into()),
                     (By::System, _) => Actor::System,
                 };
                 let p = &self.people[who.idx()];
-                let window = Duration::hours(24);
                 let ok = p.cur.as_ref().is_some_and(|c| {
                     // rule: POL-5 — a re-send never unlocks a blocked PIN.
                     !p.locked()
                         && c.first_used_at.is_none()
                         && c.changed_at.is_none()
-                        // rule: NOIPA-5 — support re-sends only 12 hours after identification.
+                        // rule: INPS-5 — a sealed envelope is re-issued only at a branch.
+                        && (!c.envelope || by == By::InPerson)
+                        // rule: INPS-7 — a PIN told by phone, only by the contact centre.
+                        && (!c.phone || by == By::Operator)
+                        // rule: NOIPA-5 — support re-sends only 12 hours after the issue.
                         && !(who == Who::Noipa
                             && by == By::Operator
-                            && p.identified_at.is_some_and(|t| now < t + Duration::hours(12)))
-                        // rule: POL-4 — at most 5 re-sends in 24 hours.
-                        && p.resends.iter().filter(|t| **t + window > now).count() < 5
+                            && now < c.issued_at + Duration::hours(12))
+                        && p.rate_ok(now)
                 });
                 self.command(who, actor, Command::Resend, ok, |p, msgs, now| {
-                    p.resends.retain(|t| *t + window > now);
-                    p.resends.push(now);
+                    p.rate_count(now);
                     let c = p.cur.clone().unwrap();
                     // rule: POL-3 — a fresh PIN on the same channels; failures carry over.
                     p.issued(
@@ -698,7 +760,10 @@ impl World {
                 });
             }
             Op::Web { who, address } => {
-                let ok = who == Who::Inps && !self.people[1].pending;
+                let p = &self.people[1];
+                // rule: INPS-6, POL-4 — a web request is for a first PIN (a PIN in use is
+                // replaced only by reset) and counts towards the rate limit.
+                let ok = who == Who::Inps && !p.pending && !p.in_use() && p.rate_ok(now);
                 let cmd = Command::WebRequest {
                     address: if address {
                         Check::Passed
@@ -707,6 +772,7 @@ impl World {
                     },
                 };
                 self.command(who, Actor::Subject, cmd, ok, |p, msgs, now| {
+                    p.rate_count(now);
                     if address {
                         // rule: INPS-6 — first half by SMS/e-mail, second half by post.
                         p.issued(
@@ -863,9 +929,8 @@ impl World {
                         // rule: INPS-8 — the second half follows by SMS or e-mail.
                         assert_eq!(msgs.len(), 1);
                         let p = self.person(who);
-                        // Activation does not go through a request: a pending outbound
-                        // verification stays pending.
-                        let pending = p.pending;
+                        // The activated PIN is the person's: a pending outbound
+                        // verification of an earlier request is cleared.
                         p.issued(
                             &msgs,
                             now,
@@ -875,7 +940,6 @@ impl World {
                             Counter::Fresh,
                             Some(&letter),
                         );
-                        p.pending = pending;
                     }
                     Ok(Err(outcome)) => {
                         assert!(!matched);
@@ -939,13 +1003,15 @@ impl World {
                         Mobile::parse(if good { "347 123 4567" } else { "333 000 1111" }).unwrap(),
                     ),
                 ];
-                let ok = who == Who::Inps && good;
+                // rule: POL-4 — a reset sends a PIN without authenticating: rate-limited.
+                let ok = who == Who::Inps && good && self.people[1].rate_ok(now);
                 self.command(
                     who,
                     Actor::Subject,
                     Command::Reset { proofs },
                     ok,
                     |p, msgs, now| {
+                        p.rate_count(now);
                         // rule: INPS-14 — a new 16-character PIN, halves to the proven contacts.
                         assert_eq!(msgs.len(), 2);
                         assert!(msgs.iter().all(|m| !m.channel.is_physical()));
@@ -961,9 +1027,16 @@ impl World {
                     },
                 );
             }
-            Op::Convert { who, document } => {
+            Op::Convert {
+                who,
+                document,
+                branch,
+            } => {
                 let p = &self.people[who.idx()];
+                // rule: INPS-9 — whoever checks the document records the conversion, not
+                // the person.
                 let ok = who == Who::Inps
+                    && branch
                     && document
                     && p.cur.as_ref().is_some_and(|c| {
                         c.stage != Stage::AwaitingActivation && c.level == Level::Online
@@ -975,7 +1048,12 @@ impl World {
                         Check::Failed
                     },
                 };
-                self.command(who, Actor::Subject, cmd, ok, |p, msgs, _| {
+                let actor = if branch {
+                    Actor::BranchOperator("br-1".into())
+                } else {
+                    Actor::Subject
+                };
+                self.command(who, actor, cmd, ok, |p, msgs, _| {
                     assert!(msgs.is_empty());
                     // rule: INPS-9 — same value, same serial, higher level.
                     if let Some(c) = p.cur.as_mut() {
@@ -1282,10 +1360,12 @@ proptest! {
     }
 }
 
-/// Found by the model: activating a pre-assigned PIN leaves a pending outbound verification
-/// of an earlier contact-centre request pending (only requests clear it).
+/// Found by the model: activating a pre-assigned PIN used to leave a pending outbound
+/// verification of an earlier contact-centre request pending, so that a later outbound call
+/// replaced the PIN just activated. Activation now clears it: the outbound call is refused.
+// rule: INPS-8, BOTH-1
 #[test]
-fn model_regression_activation_keeps_pending_request() {
+fn model_regression_activation_clears_pending_request() {
     run(
         0,
         &[
@@ -1355,7 +1435,7 @@ impl Store for CountingStore {
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.settle_attempt(t, s, l, x, a)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {

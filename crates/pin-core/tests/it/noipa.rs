@@ -94,6 +94,18 @@ fn rejected(o: &VerifyOutcome) -> bool {
     matches!(o, VerifyOutcome::Rejected { .. })
 }
 
+/// [`authorize`] with the subject's record and attempt counter as the store has them.
+fn authorize_at(
+    s: &Service,
+    code: &str,
+    svc: SelfService,
+    p: &Proof<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let st = s.status(&tax(code), now).unwrap();
+    authorize(&st.subject, &st.attempts, svc, p, now)
+}
+
 fn proof(s: &Service, code: &str, pin: &str, now: DateTime<Utc>) -> Option<Authenticated> {
     s.authenticate(
         &tax(code),
@@ -899,11 +911,13 @@ fn noipa_9_refused_without_rid_or_pin() {
     }
 
     // Support holding the person's proof is still support.
+    let held = proof(&s, MARIO, &pin, t1).unwrap();
+    // A proof is not `Clone`: a second one for the stale check below.
     let p = proof(&s, MARIO, &pin, t1).unwrap();
     let b = before(&s, MARIO); // the first use confirmed the delivery
     let cmd = Command::ChangeContacts {
         contacts: new.clone(),
-        authenticated: Some(p.clone()),
+        authenticated: Some(held),
     };
     let r = run(&s, MARIO, &support(), &cmd, t1);
     assert!(
@@ -922,15 +936,22 @@ fn noipa_9_refused_without_rid_or_pin() {
     assert!(inbox(&s).is_empty());
     assert_eq!(s.status(&tax(MARIO), t1).unwrap().attempts.failures, 1);
 
-    // A proof made for an earlier PIN is stale.
-    let _ = identify(&s, MARIO, email_only("mario@example.it"), t1 + hours(1)).unwrap();
+    // A proof made for an earlier PIN is stale (still within PROOF_TTL: the serial
+    // refuses it).
+    let _ = identify(
+        &s,
+        MARIO,
+        email_only("mario@example.it"),
+        t1 + Duration::minutes(1),
+    )
+    .unwrap();
     let _ = inbox(&s);
     let b = before(&s, MARIO);
     let cmd = Command::ChangeContacts {
         contacts: new.clone(),
         authenticated: Some(p),
     };
-    let r = run(&s, MARIO, &Actor::Subject, &cmd, t1 + hours(2));
+    let r = run(&s, MARIO, &Actor::Subject, &cmd, t1 + Duration::minutes(2));
     assert!(
         matches!(r, Err(Error::Refused(Refusal::StaleAuthentication))),
         "{r:?}"
@@ -1014,12 +1035,12 @@ fn noipa_10_cns_holder_needs_no_pin() {
     assert_eq!(verify(&s, MARIO, "12345", t0()), VerifyOutcome::NoPin);
     for svc in ALL_SELF_SERVICES {
         assert_eq!(
-            authorize(&subj, svc, &Proof::Cns(Check::Passed)),
+            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Passed), t0()),
             Ok(()),
             "{svc:?}"
         );
         assert_eq!(
-            authorize(&subj, svc, &Proof::Cns(Check::Failed)),
+            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Failed), t0()),
             Err(Refusal::CheckFailed("CNS"))
         );
     }
@@ -1033,8 +1054,13 @@ fn noipa_10_cns_holder_needs_no_pin() {
         t0(),
     )
     .unwrap();
-    let g = subject(&s, GIUSEPPE);
-    let r = authorize(&g, SelfService::SmallLoan, &Proof::Cns(Check::Passed));
+    let r = authorize_at(
+        &s,
+        GIUSEPPE,
+        SelfService::SmallLoan,
+        &Proof::Cns(Check::Passed),
+        t0(),
+    );
     assert!(matches!(r, Err(Refusal::Stage { .. })), "{r:?}");
 }
 
@@ -1059,30 +1085,45 @@ fn noipa_11_self_services_need_a_current_pin_proof() {
     // A wrong PIN gives no proof.
     assert_eq!(proof(&s, MARIO, &wrong(&pin), t1), None);
     let p = proof(&s, MARIO, &pin, t1).unwrap();
-    let subj = subject(&s, MARIO);
-    for svc in ALL_SELF_SERVICES {
-        assert_eq!(authorize(&subj, svc, &Proof::Pin(&p)), Ok(()), "{svc:?}");
-    }
-    // Without a CNS on record the card does not substitute the PIN.
-    assert!(authorize(&subj, SelfService::SmallLoan, &Proof::Cns(Check::Passed)).is_err());
-
-    // A new PIN is issued: the old proof is stale for every service.
-    let _ = identify(&s, MARIO, email_only("mario@example.it"), t1 + hours(1)).unwrap();
-    let new_pin = only_pin(&s);
-    let subj = subject(&s, MARIO);
     for svc in ALL_SELF_SERVICES {
         assert_eq!(
-            authorize(&subj, svc, &Proof::Pin(&p)),
+            authorize_at(&s, MARIO, svc, &Proof::Pin(&p), t1),
+            Ok(()),
+            "{svc:?}"
+        );
+    }
+    // Without a CNS on record the card does not substitute the PIN.
+    assert!(
+        authorize_at(
+            &s,
+            MARIO,
+            SelfService::SmallLoan,
+            &Proof::Cns(Check::Passed),
+            t1
+        )
+        .is_err()
+    );
+
+    // A new PIN is issued: the old proof is stale for every service (still within
+    // PROOF_TTL, so it is the serial that refuses it).
+    let t2 = t1 + Duration::minutes(1);
+    let _ = identify(&s, MARIO, email_only("mario@example.it"), t2).unwrap();
+    let new_pin = only_pin(&s);
+    for svc in ALL_SELF_SERVICES {
+        assert_eq!(
+            authorize_at(&s, MARIO, svc, &Proof::Pin(&p), t2),
             Err(Refusal::StaleAuthentication),
             "{svc:?}"
         );
     }
     let fresh = proof(&s, MARIO, &new_pin, t1 + hours(2)).unwrap();
     assert_eq!(
-        authorize(
-            &subject(&s, MARIO),
+        authorize_at(
+            &s,
+            MARIO,
             SelfService::TaxAssistance730,
-            &Proof::Pin(&fresh)
+            &Proof::Pin(&fresh),
+            t1 + hours(2)
         ),
         Ok(())
     );
@@ -1117,10 +1158,12 @@ fn noipa_11_proof_of_another_employee_is_refused() {
         g_proof.serial(),
         "same serial: the test is meaningful"
     );
-    let r = authorize(
-        &mario,
+    let r = authorize_at(
+        &s,
+        MARIO,
         SelfService::SalaryPaymentMethod,
         &Proof::Pin(&g_proof),
+        t0() + hours(1),
     );
     assert_eq!(r, Err(Refusal::StaleAuthentication));
     // Nor does it change Mario's contacts.
@@ -1148,10 +1191,12 @@ fn noipa_11_not_for_inps_subjects() {
         full_contacts("laura@example.it"),
         t0(),
     );
-    let r = authorize(
-        &subject(&s, LAURA),
+    let r = authorize_at(
+        &s,
+        LAURA,
         SelfService::SmallLoan,
         &Proof::Cns(Check::Passed),
+        t0(),
     );
     assert!(matches!(r, Err(Refusal::NotForProfile { .. })), "{r:?}");
 }

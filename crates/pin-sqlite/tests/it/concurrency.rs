@@ -55,7 +55,7 @@ impl Store for Counting<'_> {
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.settle_attempt(t, s, l, x, a)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {

@@ -1,0 +1,250 @@
+//! Which database a command uses: an SQLite file, or a PostgreSQL server selected by the
+//! scheme of a URL (`postgres://` or `postgresql://`). Every command works on either.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use pin_core::audit::AuditEvent;
+use pin_core::command::AttemptsUpdate;
+use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::subject::Subject;
+use pin_core::tax_code::TaxCode;
+use pin_core::verify::{Reservation, Settlement};
+use pin_postgres::PostgresStore;
+use pin_sqlite::SqliteStore;
+
+/// Where the records are.
+#[derive(Clone)]
+pub(crate) enum Db {
+    /// An SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database, by connection URL.
+    Postgres(String),
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL itself: it may hold a password.
+        write!(f, "Db({})", self.display())
+    }
+}
+
+impl Db {
+    /// A PostgreSQL URL by its scheme, anything else a file path.
+    pub(crate) fn parse(value: &Path) -> Self {
+        match value.to_str() {
+            Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                Self::Postgres(s.to_owned())
+            }
+            _ => Self::File(value.to_owned()),
+        }
+    }
+
+    /// Whether the database may already hold records: a file that exists, or any server
+    /// (opening it tells).
+    pub(crate) fn exists(&self) -> bool {
+        match self {
+            Self::File(p) => p.exists(),
+            Self::Postgres(_) => true,
+        }
+    }
+
+    /// The directory of the default key file and outbox: beside a file, or the current
+    /// directory for a server.
+    pub(crate) fn beside(&self) -> PathBuf {
+        match self {
+            Self::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Self::Postgres(_) => PathBuf::new(),
+        }
+    }
+
+    /// For messages: the path, or the URL with its password masked.
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Self::File(p) => p.display().to_string(),
+            Self::Postgres(url) => mask_password(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The store of either kind.
+#[derive(Debug)]
+pub(crate) enum AnyStore {
+    /// On an SQLite file.
+    Sqlite(SqliteStore),
+    /// On a PostgreSQL server.
+    Postgres(Box<PostgresStore>),
+}
+
+/// The audit chain check of either store, in the shape both adapters report.
+#[derive(Debug)]
+pub(crate) struct ChainSummary {
+    /// Rows verified as intact, from id 1.
+    pub(crate) intact_rows: u64,
+    /// The last intact row.
+    pub(crate) head: Option<ChainHead>,
+    /// The first problem found.
+    pub(crate) first_break: Option<ChainBreak>,
+}
+
+/// The last intact row of a chain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainHead {
+    /// Its id.
+    pub(crate) id: u64,
+    /// Its hash.
+    pub(crate) hash: [u8; 32],
+}
+
+/// Where a chain breaks, and how (the adapter's own description).
+#[derive(Debug)]
+pub(crate) struct ChainBreak {
+    /// The id of the first broken link.
+    pub(crate) id: u64,
+    /// What is wrong.
+    pub(crate) kind: BreakKind,
+}
+
+/// The adapter's break kind; `Debug` shows the adapter's own `Debug`.
+pub(crate) struct BreakKind(String);
+
+impl fmt::Debug for BreakKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ChainSummary {
+    /// Whether every row verified.
+    pub(crate) fn is_intact(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+impl AnyStore {
+    /// Checks the audit chain from its first row to its last.
+    pub(crate) fn verify_audit_chain(&self) -> Result<ChainSummary, StoreError> {
+        Ok(match self {
+            Self::Sqlite(s) => {
+                let r = s.verify_audit_chain()?;
+                ChainSummary {
+                    intact_rows: r.intact_rows,
+                    head: r.head.map(|h| ChainHead {
+                        id: h.id,
+                        hash: h.hash,
+                    }),
+                    first_break: r.first_break.map(|b| ChainBreak {
+                        id: b.id,
+                        kind: BreakKind(format!("{:?}", b.kind)),
+                    }),
+                }
+            }
+            Self::Postgres(s) => {
+                let r = s.verify_audit_chain()?;
+                ChainSummary {
+                    intact_rows: r.intact_rows,
+                    head: r.head.map(|h| ChainHead {
+                        id: h.id,
+                        hash: h.hash,
+                    }),
+                    first_break: r.first_break.map(|b| ChainBreak {
+                        id: b.id,
+                        kind: BreakKind(format!("{:?}", b.kind)),
+                    }),
+                }
+            }
+        })
+    }
+
+    fn get(&self) -> &dyn Store {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Postgres(s) => &**s,
+        }
+    }
+}
+
+impl Store for AnyStore {
+    fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+        self.get().load(t)
+    }
+    fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
+        self.get().create(s, a)
+    }
+    fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        self.get().create_many(b)
+    }
+    fn save(
+        &self,
+        s: &Subject,
+        e: u64,
+        u: AttemptsUpdate,
+        a: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.get().save(s, e, u, a)
+    }
+    fn reserve_attempt(&self, t: &TaxCode, s: u64, l: u32) -> Result<Reservation, StoreError> {
+        self.get().reserve_attempt(t, s, l)
+    }
+    fn settle_attempt(
+        &self,
+        t: &TaxCode,
+        s: u64,
+        l: u32,
+        x: Settlement,
+        a: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.get().settle_attempt(t, s, l, x, a)
+    }
+    fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
+        self.get().append_audit(e)
+    }
+    fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.get().audit_log(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_selects_the_store_and_passwords_are_masked() {
+        let pg = Db::parse(Path::new(
+            "postgres://pin:s3cret@127.0.0.1:5432/pins?connect_timeout=3",
+        ));
+        assert!(matches!(pg, Db::Postgres(_)));
+        assert_eq!(
+            pg.display(),
+            "postgres://pin:***@127.0.0.1:5432/pins?connect_timeout=3"
+        );
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        assert!(matches!(
+            Db::parse(Path::new("postgresql://h/db")),
+            Db::Postgres(_)
+        ));
+        assert_eq!(
+            Db::parse(Path::new("postgresql://h/db")).display(),
+            "postgresql://h/db"
+        );
+        let file = Db::parse(Path::new("dir/pin.db"));
+        assert!(matches!(file, Db::File(_)));
+        assert_eq!(file.beside(), PathBuf::from("dir"));
+        assert_eq!(pg.beside(), PathBuf::new());
+    }
+}

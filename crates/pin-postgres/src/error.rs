@@ -1,0 +1,157 @@
+//! The crate's errors: [`OpenError`] for opening a store (and for a connection the pool
+//! cannot make later), and [`DbError`], the opaque PostgreSQL failure carried inside
+//! [`pin_core::store::StoreError::Backend`].
+
+use std::fmt;
+
+/// A failure of PostgreSQL or of the connection to it.
+///
+/// Opaque on purpose: the client crate is an implementation detail, so its error type is not
+/// part of this crate's API (upgrading it must not break callers). The message is the
+/// server's (or the client's), and [`std::error::Error::source`] gives the underlying error
+/// for logging.
+pub struct DbError(postgres::Error);
+
+impl DbError {
+    pub(crate) fn new(e: postgres::Error) -> Self {
+        Self(e)
+    }
+
+    /// The SQLSTATE code the server reported (for example `"23505"` for a unique
+    /// violation), if the server reported one.
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        self.0.code().map(postgres::error::SqlState::code)
+    }
+
+    /// Whether the connection was lost (the server stopped, restarted or is unreachable):
+    /// the outcome of a write that was being committed is unknown; a later call reconnects.
+    #[must_use]
+    pub fn is_connection_lost(&self) -> bool {
+        connection_lost(&self.0)
+    }
+}
+
+/// Whether `e` means the connection is gone, rather than the server refusing a statement.
+pub(crate) fn connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        // admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away or
+        // not yet ready; the session is over either way.
+        Some(db) => matches!(db.code().code(), "57P01" | "57P02" | "57P03"),
+        // No server error: an I/O error of the socket, or the server closed it.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+impl fmt::Debug for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DbError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(
+                f,
+                "PostgreSQL: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
+            None if connection_lost(&self.0) => write!(
+                f,
+                "PostgreSQL: the connection to the server was lost ({}); the outcome of the \
+                 operation is unknown, and the next one reconnects",
+                self.0
+            ),
+            None => write!(f, "PostgreSQL: {}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Why [`crate::PostgresStore::open`] failed, or why the pool could not make a connection
+/// later (then it is the source of a [`pin_core::store::StoreError::Backend`]).
+///
+/// No message ever contains the password of the URL: servers are named by host, port,
+/// database and user only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The connection URL (or key-value string) cannot be parsed.
+    #[error(
+        "the PostgreSQL connection URL is not valid: {reason}; write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )]
+    InvalidUrl {
+        /// What is wrong with it (never the password).
+        reason: String,
+    },
+    /// No server answered: it is stopped, not listening at that address, or a firewall is in
+    /// the way.
+    #[error(
+        "cannot reach the PostgreSQL server at {server}: {reason}; check that it is running and listening there"
+    )]
+    Unreachable {
+        /// `host:port`, database and user.
+        server: String,
+        /// The client's reason (connection refused, timed out, …).
+        reason: String,
+    },
+    /// The server refused the user name or password.
+    #[error(
+        "the PostgreSQL server at {server} refused the credentials: {reason}; check the user name and password in the URL"
+    )]
+    Authentication {
+        /// `host:port`, database and user.
+        server: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The server has no database of that name.
+    #[error(
+        "the PostgreSQL server at {server} has no such database: {reason}; create it first (createdb)"
+    )]
+    NoDatabase {
+        /// `host:port`, database and user.
+        server: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The database was migrated by a newer version of this crate.
+    #[error(
+        "the PIN database at {server} has schema version {found}, this program supports up to {supported}; upgrade the program"
+    )]
+    NewerSchema {
+        /// `host:port`, database and user.
+        server: String,
+        /// The schema version found (`pin_migrations`).
+        found: i32,
+        /// The newest schema version this crate knows.
+        supported: i32,
+    },
+    /// The stored schema is damaged: a migration is missing or a table is not there.
+    #[error("the PIN database at {server} has a damaged schema: {reason}")]
+    DamagedSchema {
+        /// `host:port`, database and user.
+        server: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Any other failure of PostgreSQL.
+    #[error("cannot open the PIN database at {server}: {source}")]
+    Db {
+        /// `host:port`, database and user.
+        server: String,
+        /// PostgreSQL's error.
+        #[source]
+        source: DbError,
+    },
+}

@@ -1,0 +1,113 @@
+//! pin-postgres — the [`pin_core::store::Store`] port on PostgreSQL, for services that run
+//! many instances (several processes, several hosts) on one source of truth.
+//!
+//! It keeps pin-sqlite's schema, row format and audit chain, and gives the same guarantees
+//! by PostgreSQL's own means.
+//!
+//! # What it guarantees
+//!
+//! - **No free guess, across processes and hosts.** [`Store::reserve_attempt`] is one
+//!   atomic statement, `UPDATE attempts … SET failures = failures + 1 WHERE … AND NOT
+//!   blocked AND failures < limit AND serial = <current credential serial> RETURNING
+//!   failures`, committed before the caller compares the PIN. A refusal at the limit sets
+//!   `blocked` by a second atomic `UPDATE … WHERE failures >= limit` in the same
+//!   transaction. Settling and the counter rules of a save (`Keep`, `Fresh`, `CarryOver`)
+//!   are `UPDATE`s in SQL too: the counter is never read into Rust, changed and written
+//!   back.
+//! - **Only the last PIN is valid (BOTH-1)**, structurally: the current credential is a row
+//!   of `credentials` whose primary key is the tax code.
+//! - **NoiPA e-mail addresses are unique (NOIPA-8)**, by a unique partial index on the
+//!   lower-cased address of NoiPA subjects; breaking it is
+//!   [`pin_core::store::StoreError::EmailTaken`], also when two instances race.
+//! - **No plaintext secret is stored (BOTH-2).** The hash column must hold an Argon2id PHC
+//!   string (`CHECK`). This crate never hashes and never sees a PIN.
+//! - **Compare-and-swap saves**: `UPDATE … WHERE version = $2 RETURNING version`; a save,
+//!   its counter rule and its audit events commit together or not at all.
+//! - **A damaged row is an error**, never a panic and never a usable PIN: rows are read as
+//!   versioned row types and converted with `TryFrom`
+//!   ([`pin_core::store::StoreError::Corrupt`]).
+//! - **One tamper-evident audit chain for all instances**: `hash = SHA-256(prev_hash ‖
+//!   event)`; appends are serialised on the single row of `audit_head` (see the
+//!   `chain` module docs and [`ChainReport`]); triggers refuse `UPDATE`, `DELETE` and
+//!   `TRUNCATE` of the log.
+//!
+//! # Isolation: `READ COMMITTED`, on purpose
+//!
+//! Every write runs in a `READ COMMITTED` transaction (set explicitly, whatever the
+//! server's default). Each guarantee above rests on a single `UPDATE` (or `INSERT` against
+//! a unique index, or `SELECT … FOR UPDATE` of the chain head): PostgreSQL locks the row
+//! and re-evaluates the `WHERE` clause on its newest committed version before changing it,
+//! so concurrent reservations, settlements and saves serialise on the row they touch and
+//! nothing is decided on a stale read. `SERIALIZABLE` would add nothing to these
+//! statements but aborts to retry. Reads of many rows (the audit log, the chain check) run
+//! `REPEATABLE READ READ ONLY`, one snapshot.
+//!
+//! Serialization failures and deadlocks reported by the server (`40001`, `40P01`) roll the
+//! transaction back; the store runs it again (up to 8 times) and never returns them. A
+//! connection found dead before `COMMIT` was sent is replaced and the operation run again;
+//! one lost *during* `COMMIT` is reported ([`DbError::is_connection_lost`]) because its
+//! outcome is unknown.
+//!
+//! # Durability
+//!
+//! A commit is acknowledged when the server says so: with the server's default
+//! `synchronous_commit = on`, its WAL is on disk by then, so an acknowledged reservation
+//! survives a crash of the server. Do not turn `fsync` or `synchronous_commit` off on a PIN
+//! database.
+//!
+//! # Connections
+//!
+//! [`PostgresStore::open`] takes a URL (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`, any
+//! parameter of libpq's URL syntax that the `postgres` crate knows, e.g.
+//! `?connect_timeout=10`; 5 s when not given) and keeps a pool of up to
+//! [`DEFAULT_POOL_SIZE`] connections. When the server is down or refuses the credentials,
+//! the error says so ([`OpenError`]); when it comes back, the next operation reconnects —
+//! no restart of the caller. Connections are made without TLS: keep the server on the same
+//! host or a trusted network.
+//!
+//! # Schema (version 1, table `pin_migrations`)
+//!
+//! Created and upgraded by numbered migrations, all pending ones in one transaction under
+//! `pg_advisory_xact_lock`, so that instances starting together apply each exactly once.
+//!
+//! | table | holds |
+//! |---|---|
+//! | `subjects` | `tax_code` (primary key), `version` (compare-and-swap), `row_format`, `profile`, `body` (jsonb of the record without credential), `noipa_email_key` (NOIPA-8 index) |
+//! | `credentials` | at most one per subject: `serial`, `key_id`, `phc` (Argon2id only), `body` (jsonb of format, level, stage, origin, times, delivery parts) |
+//! | `attempts` | one per subject: `serial`, `failures`, `blocked` |
+//! | `audit` | `id` (1, 2, 3, … no gap), `tax_code`, `event` (canonical JSON as text), `prev_hash`, `hash` |
+//! | `audit_head` | one row: the id and hash of the last audit row |
+//! | `pin_migrations` | the migrations applied |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use pin_core::store::Store;
+//! use pin_core::tax_code::TaxCode;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = pin_postgres::PostgresStore::open("postgres://pin:secret@127.0.0.1:5432/pins")?;
+//! let tax = TaxCode::parse("RSSMRA85T10A562S")?;
+//! assert!(store.load(&tax)?.is_none());
+//! assert!(store.verify_audit_chain()?.is_intact());
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod chain;
+#[cfg(feature = "throwaway-cluster")]
+pub mod cluster;
+mod error;
+mod pool;
+mod row;
+mod schema;
+mod store;
+
+pub use chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
+pub use error::{DbError, OpenError};
+pub use schema::SCHEMA_VERSION;
+pub use store::{DEFAULT_POOL_SIZE, PostgresStore};
+
+#[cfg(doc)]
+use pin_core::store::Store;

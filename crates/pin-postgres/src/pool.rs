@@ -1,0 +1,450 @@
+//! A small connection pool and the transaction runner every operation goes through.
+//!
+//! # Retries, and what is never retried
+//!
+//! An operation runs as one transaction on one pooled connection. It is run again, on a
+//! fresh connection, when
+//! - the server reports a serialization failure (`40001`) or a deadlock (`40P01`): the
+//!   server rolled the transaction back, so running it again is safe; callers never see
+//!   these;
+//! - the connection turns out to be dead (the server restarted) **before `COMMIT` was
+//!   sent**: the server rolled back whatever the transaction did.
+//!
+//! A connection lost **while committing** is not retried: the commit may or may not have
+//! happened, and running a reservation or a save twice is not the caller's intent. It is a
+//! [`StoreError::Backend`] whose [`DbError::is_connection_lost`] is true. Every idle
+//! connection is dropped when one is found dead, so the next operation reconnects.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use pin_core::store::StoreError;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Transaction};
+
+use crate::error::{DbError, connection_lost};
+use crate::schema::Target;
+
+/// How many times an operation is started at most.
+const RUNS: u32 = 8;
+
+/// A connection with the statements prepared on it.
+pub(crate) struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+/// Up to `max` connections to one server, checked out for one operation each.
+pub(crate) struct Pool {
+    target: Target,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Pool")
+            .field("target", &self.target)
+            .field("max", &self.max)
+            .field("open", &state.open)
+            .field("idle", &state.idle.len())
+            .finish()
+    }
+}
+
+/// An error inside a transaction: a domain answer, or a PostgreSQL failure to classify.
+pub(crate) enum TxError {
+    /// An answer for the caller (`Conflict`, `NotFound`, `Corrupt`, …): roll back, return it.
+    Store(StoreError),
+    /// PostgreSQL failed.
+    Db(postgres::Error),
+}
+
+impl From<postgres::Error> for TxError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// How a transaction reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    /// One read-only statement, no explicit transaction (a statement is one snapshot): two
+    /// round trips fewer than `BEGIN … COMMIT`.
+    Statement,
+    /// `READ COMMITTED`, read-write: every write (see the crate docs for why).
+    Write,
+    /// `REPEATABLE READ`, read-only: one snapshot for a read of many rows.
+    Snapshot,
+}
+
+/// An open transaction (or, for [`Mode::Statement`], the bare connection) with the
+/// connection's statement cache.
+pub(crate) struct Tx<'a> {
+    tx: Session<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+enum Session<'a> {
+    Transaction(Transaction<'a>),
+    Bare(&'a mut Client),
+}
+
+impl Session<'_> {
+    fn client(&mut self) -> &mut dyn Queries {
+        match self {
+            Self::Transaction(t) => t,
+            Self::Bare(c) => *c,
+        }
+    }
+}
+
+/// The calls used here, on a transaction or a bare connection alike.
+trait Queries {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error>;
+    fn query(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error>;
+    fn query_opt(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error>;
+    fn query_one(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error>;
+    fn execute(&mut self, s: &Statement, p: &[&(dyn ToSql + Sync)])
+    -> Result<u64, postgres::Error>;
+}
+
+impl<C: GenericClient> Queries for C {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        GenericClient::prepare(self, sql)
+    }
+    fn query(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        GenericClient::query(self, s, p)
+    }
+    fn query_opt(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        GenericClient::query_opt(self, s, p)
+    }
+    fn query_one(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        GenericClient::query_one(self, s, p)
+    }
+    fn execute(
+        &mut self,
+        s: &Statement,
+        p: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        GenericClient::execute(self, s, p)
+    }
+}
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.client().prepare(sql)?;
+        let _ = self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    pub(crate) fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.client().query(&s, params)
+    }
+
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.client().query_opt(&s, params)
+    }
+
+    pub(crate) fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.client().query_one(&s, params)
+    }
+
+    pub(crate) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.client().execute(&s, params)
+    }
+}
+
+/// A column that must convert, or the row is corrupt.
+pub(crate) fn get<'r, T: postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    index: usize,
+) -> Result<T, TxError> {
+    row.try_get(index).map_err(|e| {
+        TxError::Store(StoreError::Corrupt(format!(
+            "unexpected value in the database: {e}"
+        )))
+    })
+}
+
+/// A PostgreSQL failure as the port's error: the NOIPA-8 index is `EmailTaken`, the primary
+/// key of `subjects` is `Exists`, anything else is a backend failure.
+pub(crate) fn store_error(e: postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error()
+        && db.code().code() == "23505"
+    {
+        match db.constraint() {
+            Some("subjects_noipa_email") => return StoreError::EmailTaken,
+            Some("subjects_pkey") => return StoreError::Exists,
+            _ => {}
+        }
+    }
+    StoreError::Backend(Box::new(DbError::new(e)))
+}
+
+/// Whether the server rolled the transaction back and asks for it to be run again.
+fn must_rerun(e: &postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.code(), "40001" | "40P01"))
+}
+
+/// Where a transaction failed.
+enum Failed {
+    /// Before or while running the statements: the server rolled back (or never began).
+    Before(postgres::Error),
+    /// An answer for the caller.
+    Answer(StoreError),
+    /// At `COMMIT`.
+    Commit(postgres::Error),
+}
+
+impl Pool {
+    pub(crate) fn new(target: Target, max: usize, first: Conn) -> Self {
+        Self {
+            target,
+            max: max.max(1),
+            state: Mutex::new(PoolState {
+                idle: vec![first],
+                open: 1,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state is a list and a count, each changed in one step: never half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn checkout(&self) -> Result<Lease<'_>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
+                    state.open -= 1;
+                    continue;
+                }
+                return Ok(Lease {
+                    pool: self,
+                    conn: Some(conn),
+                    broken: false,
+                });
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                return match self.target.connect() {
+                    Ok(client) => Ok(Lease {
+                        pool: self,
+                        conn: Some(Conn::new(client)),
+                        broken: false,
+                    }),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(StoreError::Backend(Box::new(e)))
+                    }
+                };
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Drops every idle connection: one was found dead, so the others, made to the same
+    /// server, most likely are too.
+    fn discard_idle(&self) {
+        let mut state = self.lock();
+        let n = state.idle.len();
+        state.idle.clear();
+        state.open -= n;
+        drop(state);
+        self.returned.notify_all();
+    }
+
+    /// Runs `f` in a transaction of `mode` and commits when it returns `Ok`, re-running it as
+    /// the module docs say.
+    pub(crate) fn run<T>(
+        &self,
+        mode: Mode,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut run = 0;
+        loop {
+            run += 1;
+            let last = run >= RUNS;
+            let mut lease = self.checkout()?;
+            let outcome = lease.attempt(mode, &mut f);
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(Failed::Answer(e)) => return Err(e),
+                Err(Failed::Before(e)) if connection_lost(&e) => {
+                    lease.broken = true;
+                    drop(lease);
+                    self.discard_idle();
+                    if last {
+                        return Err(store_error(e));
+                    }
+                }
+                Err(Failed::Before(e) | Failed::Commit(e)) if must_rerun(&e) && !last => {
+                    drop(lease);
+                    std::thread::sleep(Duration::from_millis(u64::from(run)));
+                }
+                Err(Failed::Commit(e)) if connection_lost(&e) => {
+                    lease.broken = true;
+                    drop(lease);
+                    self.discard_idle();
+                    return Err(store_error(e));
+                }
+                Err(Failed::Before(e) | Failed::Commit(e)) => return Err(store_error(e)),
+            }
+        }
+    }
+}
+
+/// A connection on loan from the pool; goes back on drop unless broken.
+struct Lease<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+    broken: bool,
+}
+
+impl Lease<'_> {
+    fn attempt<T>(
+        &mut self,
+        mode: Mode,
+        f: &mut impl FnMut(&mut Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, Failed> {
+        let Some(Conn { client, statements }) = self.conn.as_mut() else {
+            return Err(Failed::Answer(StoreError::Backend(
+                "connection already returned".into(),
+            )));
+        };
+        let builder = match mode {
+            Mode::Statement => {
+                let mut tx = Tx {
+                    tx: Session::Bare(client),
+                    statements,
+                };
+                return f(&mut tx).map_err(|e| match e {
+                    TxError::Store(e) => Failed::Answer(e),
+                    TxError::Db(e) => Failed::Before(e),
+                });
+            }
+            Mode::Write => client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted),
+            Mode::Snapshot => client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true),
+        };
+        let tx = builder.start().map_err(Failed::Before)?;
+        let mut tx = Tx {
+            tx: Session::Transaction(tx),
+            statements,
+        };
+        match f(&mut tx) {
+            Ok(v) => {
+                let Session::Transaction(t) = tx.tx else {
+                    return Ok(v);
+                };
+                t.commit().map_err(Failed::Commit)?;
+                Ok(v)
+            }
+            // Dropping the transaction rolls it back.
+            Err(TxError::Store(e)) => Err(Failed::Answer(e)),
+            Err(TxError::Db(e)) => Err(Failed::Before(e)),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.broken || conn.client.is_closed() {
+            // Closed outside the lock: closing talks to the server.
+            drop(conn);
+            self.pool.lock().open -= 1;
+        } else {
+            self.pool.lock().idle.push(conn);
+        }
+        self.pool.returned.notify_one();
+    }
+}

@@ -1,0 +1,464 @@
+//! [`PostgresStore`]: the [`Store`] port on PostgreSQL.
+
+use pin_core::audit::AuditEvent;
+use pin_core::command::AttemptsUpdate;
+use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::subject::{Attempts, Subject};
+use pin_core::tax_code::TaxCode;
+use pin_core::verify::{Reservation, Settlement};
+use postgres::Row;
+
+use crate::chain::{self, ChainReport};
+use crate::error::OpenError;
+use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
+use crate::row::{AttemptsRowV1, CredentialRowV1, SubjectRowV1, to_sql_int};
+use crate::schema::{self, Target};
+
+/// Connections a store keeps open at most by default; callers beyond wait for one.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// How many times a reservation re-reads a counter that moved between its statements.
+const RESERVE_ROUNDS: usize = 16;
+
+/// The [`Store`] on a PostgreSQL database. `Send + Sync`: share it between threads (for
+/// example inside a `PinService`); each operation checks out one of a few pooled
+/// connections. Any number of stores, in any number of processes and hosts, may use the
+/// same database at once.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`, or
+    /// a `key=value` string) and brings its schema up to date, with a pool of
+    /// [`DEFAULT_POOL_SIZE`] connections.
+    ///
+    /// # Errors
+    /// [`OpenError::InvalidUrl`], [`OpenError::Unreachable`] (the server is down or not
+    /// there), [`OpenError::Authentication`] (wrong user or password),
+    /// [`OpenError::NoDatabase`], [`OpenError::NewerSchema`], [`OpenError::DamagedSchema`],
+    /// or [`OpenError::Db`]. A failed open changes nothing in the database.
+    pub fn open(url: &str) -> Result<Self, OpenError> {
+        Self::open_with_pool_size(url, DEFAULT_POOL_SIZE)
+    }
+
+    /// As [`PostgresStore::open`], keeping at most `pool_size` connections (at least 1).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::open`].
+    pub fn open_with_pool_size(url: &str, pool_size: usize) -> Result<Self, OpenError> {
+        let target = Target::parse(url)?;
+        let mut client = target.connect()?;
+        schema::migrate(&mut client, &target)?;
+        Ok(Self {
+            pool: Pool::new(target, pool_size, Conn::new(client)),
+        })
+    }
+
+    /// The server this store talks to — host and port, database and user, never the
+    /// password — for messages and logs.
+    #[must_use]
+    pub fn server(&self) -> &str {
+        self.pool.target().server()
+    }
+
+    /// Checks the audit chain from its first row to its last in one snapshot, and reports
+    /// the first broken or missing link.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be read. A broken chain is not an
+    /// error: it is reported in [`ChainReport::first_break`].
+    pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        self.pool.run(Mode::Snapshot, chain::verify)
+    }
+}
+
+const LOAD: &str = "
+SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_email_key,
+       c.profile, c.serial, c.key_id, c.phc, c.body::text,
+       a.serial, a.failures, a.blocked
+  FROM subjects s
+  LEFT JOIN credentials c ON c.tax_code = s.tax_code
+  LEFT JOIN attempts a ON a.tax_code = s.tax_code
+ WHERE s.tax_code = $1";
+
+/// The raw columns of [`LOAD`].
+struct LoadRow {
+    version: i64,
+    subject: SubjectRowV1,
+    attempts: Option<AttemptsRowV1>,
+}
+
+fn load_row(r: &Row) -> Result<LoadRow, TxError> {
+    let credential = match get::<Option<i64>>(r, 7)? {
+        None => None,
+        Some(serial) => Some(CredentialRowV1 {
+            profile: get(r, 6)?,
+            serial,
+            key_id: get(r, 8)?,
+            phc: get(r, 9)?,
+            body: get(r, 10)?,
+        }),
+    };
+    let attempts = match (get(r, 11)?, get(r, 12)?, get(r, 13)?) {
+        (Some(serial), Some(failures), Some(blocked)) => Some(AttemptsRowV1 {
+            serial,
+            failures,
+            blocked,
+        }),
+        _ => None,
+    };
+    Ok(LoadRow {
+        version: get(r, 1)?,
+        subject: SubjectRowV1 {
+            tax_code: get(r, 0)?,
+            row_format: get(r, 2)?,
+            profile: get(r, 3)?,
+            body: get(r, 4)?,
+            noipa_email_key: get(r, 5)?,
+            credential,
+        },
+        attempts,
+    })
+}
+
+fn load_in(tx: &mut Tx<'_>, tax_code: &TaxCode) -> Result<Option<Loaded>, TxError> {
+    let Some(row) = tx.query_opt(LOAD, &[&tax_code.as_str()])? else {
+        return Ok(None);
+    };
+    let row = load_row(&row)?;
+    let version = u64::try_from(row.version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| StoreError::Corrupt(format!("record version {}", row.version)))?;
+    let attempts = row
+        .attempts
+        .ok_or_else(|| StoreError::Corrupt("the subject has no attempt counter".into()))?;
+    let subject = Subject::try_from(row.subject)?;
+    if subject.tax_code != *tax_code {
+        return Err(StoreError::Corrupt("the row is of another tax code".into()).into());
+    }
+    Ok(Some(Loaded {
+        subject,
+        version,
+        attempts: Attempts::try_from(attempts)?,
+    }))
+}
+
+fn exists(tx: &mut Tx<'_>, tax_code: &str) -> Result<bool, TxError> {
+    let row = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM subjects WHERE tax_code = $1)",
+        &[&tax_code],
+    )?;
+    get(&row, 0)
+}
+
+/// Inserts a new subject with a fresh counter (its audit events are appended by the
+/// caller, last).
+fn insert_subject(tx: &mut Tx<'_>, row: &SubjectRowV1) -> Result<(), TxError> {
+    // Checked first so that an existing subject is `Exists` even when its e-mail would
+    // also collide; a concurrent insert of the same tax code is caught by the primary key.
+    if exists(tx, &row.tax_code)? {
+        return Err(StoreError::Exists.into());
+    }
+    let _ = tx.execute(
+        "INSERT INTO subjects (tax_code, version, row_format, profile, body, noipa_email_key)
+         VALUES ($1, 1, $2, $3, $4::text::jsonb, $5)",
+        &[
+            &row.tax_code,
+            &row.row_format,
+            &row.profile,
+            &row.body,
+            &row.noipa_email_key,
+        ],
+    )?;
+    write_credential(tx, row)?;
+    let _ = tx.execute(
+        "INSERT INTO attempts (tax_code, serial, failures, blocked)
+         VALUES ($1, coalesce((SELECT serial FROM credentials WHERE tax_code = $1), 0), 0, false)",
+        &[&row.tax_code],
+    )?;
+    Ok(())
+}
+
+/// Writes the credential row of `row` (or removes it when the record has none).
+fn write_credential(tx: &mut Tx<'_>, row: &SubjectRowV1) -> Result<(), TxError> {
+    match &row.credential {
+        None => {
+            let _ = tx.execute(
+                "DELETE FROM credentials WHERE tax_code = $1",
+                &[&row.tax_code],
+            )?;
+        }
+        Some(c) => {
+            let _ = tx.execute(
+                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
+                 ON CONFLICT (tax_code) DO UPDATE SET
+                   profile = excluded.profile, serial = excluded.serial,
+                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body",
+                &[
+                    &row.tax_code,
+                    &c.profile,
+                    &c.serial,
+                    &c.key_id,
+                    &c.phc,
+                    &c.body,
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `next_attempts` in SQL: the new serial is read from the credential row just written.
+fn apply_attempts(tx: &mut Tx<'_>, tax_code: &str, update: AttemptsUpdate) -> Result<(), TxError> {
+    let changed = match update {
+        AttemptsUpdate::Keep => return Ok(()),
+        AttemptsUpdate::Fresh => tx.execute(
+            "UPDATE attempts
+                SET serial = coalesce((SELECT serial FROM credentials WHERE tax_code = $1), 0),
+                    failures = 0, blocked = false
+              WHERE tax_code = $1",
+            &[&tax_code],
+        )?,
+        AttemptsUpdate::CarryOver => tx.execute(
+            "UPDATE attempts
+                SET serial = coalesce((SELECT serial FROM credentials WHERE tax_code = $1), 0)
+              WHERE tax_code = $1",
+            &[&tax_code],
+        )?,
+    };
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt("the subject has no attempt counter".into()).into())
+    }
+}
+
+/// Grants an attempt: one atomic statement. `UPDATE` locks the counter row and, under
+/// `READ COMMITTED`, re-checks the `WHERE` clause on its newest committed version, so two
+/// reservations can never both see the same count.
+const GRANT: &str = "
+UPDATE attempts a SET failures = a.failures + 1
+  FROM credentials c
+ WHERE a.tax_code = $1 AND c.tax_code = $1 AND a.serial = $2 AND c.serial = $2
+   AND NOT a.blocked AND a.failures < $3
+RETURNING a.failures";
+
+/// Makes a lock reached at the limit permanent, in the same atomic way.
+const BLOCK: &str = "
+UPDATE attempts a SET blocked = true
+  FROM credentials c
+ WHERE a.tax_code = $1 AND c.tax_code = $1 AND a.serial = $2 AND c.serial = $2
+   AND NOT a.blocked AND a.failures >= $3
+RETURNING a.failures";
+
+/// Why a reservation was refused.
+const COUNTER_STATE: &str = "
+SELECT a.serial, a.blocked, c.serial
+  FROM subjects s
+  LEFT JOIN attempts a ON a.tax_code = s.tax_code
+  LEFT JOIN credentials c ON c.tax_code = s.tax_code
+ WHERE s.tax_code = $1";
+
+fn reserve_in(tx: &mut Tx<'_>, tax: &str, serial: i64, limit: i64) -> Result<Reservation, TxError> {
+    for _ in 0..RESERVE_ROUNDS {
+        if let Some(row) = tx.query_opt(GRANT, &[&tax, &serial, &limit])? {
+            let failures: i64 = get(&row, 0)?;
+            let failures = u32::try_from(failures)
+                .map_err(|_| StoreError::Corrupt(format!("attempts failures {failures}")))?;
+            return Ok(Reservation::Granted { failures });
+        }
+        // Refused at the limit: block for good in the same atomic step as the refusal, so
+        // that a correct PIN still being compared cannot re-open the lock by its success.
+        if tx.query_opt(BLOCK, &[&tax, &serial, &limit])?.is_some() {
+            return Ok(Reservation::Locked);
+        }
+        let Some(state) = tx.query_opt(COUNTER_STATE, &[&tax])? else {
+            return Err(StoreError::NotFound.into());
+        };
+        let counter: Option<i64> = get(&state, 0)?;
+        let blocked: Option<bool> = get(&state, 1)?;
+        let current: Option<i64> = get(&state, 2)?;
+        match (counter, blocked) {
+            (None, _) | (_, None) => {
+                return Err(
+                    StoreError::Corrupt("the subject has no attempt counter".into()).into(),
+                );
+            }
+            (Some(c), Some(true)) if c == serial && current == Some(serial) => {
+                return Ok(Reservation::Locked);
+            }
+            // Current but neither grantable nor blockable a moment ago: another transaction
+            // moved the counter between the statements (a success reset it). Ask again.
+            (Some(c), Some(false)) if c == serial && current == Some(serial) => {}
+            _ => return Ok(Reservation::Stale),
+        }
+    }
+    Err(StoreError::Backend(
+        "the attempt counter kept changing while a reservation was being decided".into(),
+    )
+    .into())
+}
+
+impl Store for PostgresStore {
+    fn load(&self, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+        // One statement: one snapshot, no transaction needed.
+        self.pool.run(Mode::Statement, |tx| load_in(tx, tax_code))
+    }
+
+    fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        let row = SubjectRowV1::from_subject(subject)?;
+        self.pool.run(Mode::Write, |tx| {
+            insert_subject(tx, &row)?;
+            chain::append(tx, audit)?;
+            Ok(1)
+        })
+    }
+
+    fn create_many(&self, batch: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        // Convert everything first, then one transaction: all or nothing.
+        let rows = batch
+            .iter()
+            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s)?, a)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let events: Vec<AuditEvent> = rows.iter().flat_map(|(_, a)| a.iter().cloned()).collect();
+        self.pool.run(Mode::Write, |tx| {
+            for (row, _) in &rows {
+                insert_subject(tx, row)?;
+            }
+            chain::append(tx, &events)
+        })
+    }
+
+    fn save(
+        &self,
+        subject: &Subject,
+        expected: u64,
+        attempts: AttemptsUpdate,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let row = SubjectRowV1::from_subject(subject)?;
+        // A version PostgreSQL cannot hold was never handed out: it matches no row.
+        let expected = i64::try_from(expected).unwrap_or(-1);
+        self.pool.run(Mode::Write, |tx| {
+            // Compare-and-swap: the UPDATE locks the row and re-checks the version on its
+            // newest committed state, so of two saves from the same version one conflicts.
+            let version = tx.query_opt(
+                "UPDATE subjects
+                    SET version = version + 1, row_format = $3, profile = $4,
+                        body = $5::text::jsonb, noipa_email_key = $6
+                  WHERE tax_code = $1 AND version = $2 AND version < 9223372036854775807
+              RETURNING version",
+                &[
+                    &row.tax_code,
+                    &expected,
+                    &row.row_format,
+                    &row.profile,
+                    &row.body,
+                    &row.noipa_email_key,
+                ],
+            )?;
+            let Some(version) = version else {
+                return Err(if exists(tx, &row.tax_code)? {
+                    StoreError::Conflict
+                } else {
+                    StoreError::NotFound
+                }
+                .into());
+            };
+            let version: i64 = get(&version, 0)?;
+            write_credential(tx, &row)?;
+            apply_attempts(tx, &row.tax_code, attempts)?;
+            chain::append(tx, audit)?;
+            Ok(u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("record version {version}")))?)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+    ) -> Result<Reservation, StoreError> {
+        let tax = tax_code.as_str();
+        // A serial PostgreSQL cannot hold is no subject's current serial.
+        let serial = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        self.pool.run(Mode::Write, |tx| {
+            reserve_in(tx, tax, serial, i64::from(limit))
+        })
+    }
+
+    fn settle_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+        settlement: Settlement,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let tax = tax_code.as_str();
+        let serial = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        let limit = i64::from(limit);
+        self.pool.run(Mode::Write, |tx| {
+            let _ = match settlement {
+                // Clear only the failures counted up to this reservation: guesses reserved
+                // after it stay counted.
+                Settlement::Success { reserved } => tx.execute(
+                    "UPDATE attempts SET failures = greatest(failures - $3, 0)
+                      WHERE tax_code = $1 AND serial = $2 AND NOT blocked AND failures <> 0",
+                    &[&tax, &serial, &i64::from(reserved)],
+                )?,
+                // A reservation that reached the limit was answered "locked": block for
+                // good, even if a success lowered the count meanwhile.
+                Settlement::Failure { reserved } => tx.execute(
+                    "UPDATE attempts SET blocked = true
+                      WHERE tax_code = $1 AND serial = $2 AND NOT blocked
+                        AND (failures >= $3 OR $4 >= $3)",
+                    &[&tax, &serial, &limit, &i64::from(reserved)],
+                )?,
+            };
+            let current = tx.query_opt(
+                "SELECT serial FROM credentials WHERE tax_code = $1",
+                &[&tax],
+            )?;
+            let current: Option<i64> = current.map(|r| get(&r, 0)).transpose()?;
+            chain::append(tx, std::slice::from_ref(audit))?;
+            Ok(current == Some(serial))
+        })
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.pool.run(Mode::Write, |tx| chain::append(tx, events))
+    }
+
+    fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.pool.run(Mode::Snapshot, |tx| {
+            let rows = match tax_code {
+                Some(t) => tx.query(
+                    "SELECT tax_code, event FROM audit WHERE tax_code = $1 ORDER BY id",
+                    &[&t.as_str()],
+                )?,
+                None => tx.query("SELECT tax_code, event FROM audit ORDER BY id", &[])?,
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let tax: &str = get(row, 0)?;
+                let text: &str = get(row, 1)?;
+                let event: AuditEvent = serde_json::from_str(text)
+                    .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
+                if event.subject.as_str() != tax {
+                    return Err(StoreError::Corrupt("audit row of another tax code".into()).into());
+                }
+                out.push(event);
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,336 @@
+//! # Plugging in your own `Store` and your own `Notifier`
+//!
+//! What it shows:
+//! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements seven
+//!   methods — `load`, `create`, `save`, `reserve_attempt`, `settle_attempt`,
+//!   `append_audit`, `audit_log` — (`create_many` has a default; override it when your
+//!   backend has transactions). Each must be atomic. The attempt-counter rules are shared
+//!   functions (`next_attempts`, `reserve_rule`, `settle_rule`), so a store only applies
+//!   them under its lock or transaction; and a NoiPA e-mail address must stay unique
+//!   (NOIPA-8).
+//! - **The proof**: `pin_core::conformance::run_all` (feature `conformance` of pin-core)
+//!   runs the suite every store must pass — compare-and-swap, e-mail uniqueness, lockout
+//!   for good, counters across saves, audit order, concurrent reservations. `main` runs it
+//!   first; put the same line in a `#[test]` of your own crate.
+//! - **A notifier**: `SmsGateway`, which would POST each SMS to a provider's HTTP API. It
+//!   only records the request it would send (no network here); `deliver` returns
+//!   `Receipt::Sent` when the provider accepted the message, `DeliveryError::Refused` for a
+//!   number the provider rejects for good (the part fails, and recovery is a fresh PIN,
+//!   POL-3), `DeliveryError::Unavailable` when the provider is down (the part stays
+//!   pending). It never logs the secret.
+//! - **Wiring**: `pin_smtp::ChannelRouter` sends SMS to the gateway and the other channels
+//!   elsewhere (here an in-memory outbox; in production e-mail/PEC to
+//!   `pin_smtp::SmtpNotifier`).
+//!
+//! Run it: `cargo run --example custom_store_and_notifier` (CI runs it).
+#![allow(clippy::print_stdout, reason = "an example talks to whoever runs it")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use pin_core::audit::AuditEvent;
+use pin_core::command::{AttemptsUpdate, Command, Delivery, Enrolment};
+use pin_core::contact::{Contacts, Email, Mobile};
+use pin_core::hash::{HashParams, Keyring};
+use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
+use pin_core::secret::{KeyId, Pepper};
+use pin_core::service::PinService;
+use pin_core::store::{Loaded, Store, StoreError, next_attempts, reserve_rule, settle_rule};
+use pin_core::subject::{Attempts, Channel, Profile, Role, Subject};
+use pin_core::tax_code::TaxCode;
+use pin_core::verify::{Reservation, Settlement};
+use pin_core::{Actor, Level, Policy};
+use pin_smtp::ChannelRouter;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+// ---------------------------------------------------------------------------------------
+// Your store.
+
+#[derive(Default)]
+struct Tables {
+    /// Record, version (for compare-and-swap), attempt counter.
+    subjects: HashMap<TaxCode, (Subject, u64, Attempts)>,
+    audit: Vec<AuditEvent>,
+}
+
+/// A store in a `HashMap` behind one mutex: every method is atomic because it holds the
+/// lock throughout.
+#[derive(Default)]
+struct HashMapStore {
+    tables: Mutex<Tables>,
+}
+
+impl HashMapStore {
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// NOIPA-8: a NoiPA e-mail address belongs to one person.
+fn email_taken(t: &Tables, s: &Subject) -> bool {
+    let key = |x: &Subject| {
+        (x.profile() == Profile::Noipa)
+            .then(|| x.contacts.email.as_ref().map(Email::unique_key))
+            .flatten()
+    };
+    let Some(mine) = key(s) else { return false };
+    t.subjects
+        .values()
+        .any(|(other, _, _)| other.tax_code != s.tax_code && key(other).as_ref() == Some(&mine))
+}
+
+impl Store for HashMapStore {
+    fn load(&self, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+        Ok(self
+            .lock()
+            .subjects
+            .get(tax_code)
+            .map(|(subject, version, attempts)| Loaded {
+                subject: subject.clone(),
+                version: *version,
+                attempts: *attempts,
+            }))
+    }
+
+    fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        if t.subjects.contains_key(&subject.tax_code) {
+            return Err(StoreError::Exists);
+        }
+        if email_taken(&t, subject) {
+            return Err(StoreError::EmailTaken);
+        }
+        let attempts = next_attempts(Attempts::default(), subject, AttemptsUpdate::Fresh);
+        t.subjects
+            .insert(subject.tax_code.clone(), (subject.clone(), 1, attempts));
+        t.audit.extend_from_slice(audit);
+        Ok(1)
+    }
+
+    fn save(
+        &self,
+        subject: &Subject,
+        expected: u64,
+        update: AttemptsUpdate,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let (version, counter) = match t.subjects.get(&subject.tax_code) {
+            None => return Err(StoreError::NotFound),
+            Some((_, v, _)) if *v != expected => return Err(StoreError::Conflict),
+            Some((_, v, a)) => (*v, *a),
+        };
+        if email_taken(&t, subject) {
+            return Err(StoreError::EmailTaken);
+        }
+        let next = version.checked_add(1).ok_or(StoreError::Conflict)?;
+        let counter = next_attempts(counter, subject, update);
+        t.subjects
+            .insert(subject.tax_code.clone(), (subject.clone(), next, counter));
+        t.audit.extend_from_slice(audit);
+        Ok(next)
+    }
+
+    fn reserve_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+    ) -> Result<Reservation, StoreError> {
+        let mut t = self.lock();
+        let (subject, _, counter) = t.subjects.get_mut(tax_code).ok_or(StoreError::NotFound)?;
+        let current = subject.credential.as_ref().map(|c| c.serial);
+        let (answer, next) = reserve_rule(*counter, current, serial, limit);
+        *counter = next;
+        Ok(answer)
+    }
+
+    fn settle_attempt(
+        &self,
+        tax_code: &TaxCode,
+        serial: u64,
+        limit: u32,
+        settlement: Settlement,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let mut current = false;
+        if let Some((subject, _, counter)) = t.subjects.get_mut(tax_code) {
+            *counter = settle_rule(*counter, serial, limit, settlement);
+            current = subject
+                .credential
+                .as_ref()
+                .is_some_and(|c| c.serial == serial);
+        }
+        t.audit.push(audit.clone());
+        // Whether `serial` is still the current credential (if not, the caller does not
+        // report the compare's outcome: that PIN is no longer valid, BOTH-1).
+        Ok(current)
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.lock().audit.extend_from_slice(events);
+        Ok(())
+    }
+
+    fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .filter(|e| tax_code.is_none_or(|t| &e.subject == t))
+            .cloned()
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Your notifier.
+
+/// An SMS provider's HTTP API. A real one would POST `{"to", "text"}` to `endpoint` with an
+/// HTTP client and read the provider's answer; this one records the request instead, and
+/// plays the provider: numbers ending in `0000` do not exist.
+struct SmsGateway {
+    endpoint: String,
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+impl Notifier for SmsGateway {
+    fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
+        if d.channel != Channel::Sms {
+            return Err(DeliveryError::Unavailable(format!(
+                "the SMS gateway carries SMS only, not {:?}",
+                d.channel
+            )));
+        }
+        let text = format!(
+            "Your PIN{}: {}. Never share it.",
+            if d.of > 1 {
+                format!(" (part {} of {})", d.part, d.of)
+            } else {
+                String::new()
+            },
+            d.secret.expose_secret()
+        );
+        // POST {endpoint} {"to": d.recipient, "text": text} — here, only recorded. The error
+        // messages below name the endpoint and the provider's answer, never the text.
+        if d.recipient.ends_with("0000") {
+            return Err(DeliveryError::Refused(format!(
+                "{}: the provider does not know this number",
+                self.endpoint
+            )));
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((d.recipient.clone(), text));
+        Ok(Receipt::Sent)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("1. The conformance suite proves HashMapStore (pin_core::conformance::run_all)...");
+    pin_core::conformance::run_all(HashMapStore::default);
+    println!("   passed.");
+
+    let gateway = Arc::new(SmsGateway {
+        endpoint: "http://127.0.0.1:9/sms".into(),
+        sent: Mutex::new(Vec::new()),
+    });
+    let others = Arc::new(MemoryOutbox::new());
+    let notifier = ChannelRouter::new()
+        .route_shared(&[Channel::Sms], gateway.clone())
+        .otherwise_shared(others.clone());
+    // Tiny Argon2 costs keep the example quick; a service uses `Policy::default()`.
+    let fast = HashParams::INSECURE_FAST_FOR_TESTS;
+    let policy = Policy::builder().hash_live(fast).hash_floor(fast).build()?;
+    let service = PinService::new(
+        HashMapStore::default(),
+        notifier,
+        policy,
+        Keyring::new(Pepper::new(KeyId(1), &[0x42; 32])?),
+        ChaCha20Rng::seed_from_u64(7),
+    )?;
+    let now = Utc
+        .with_ymd_and_hms(2026, 3, 2, 9, 30, 0)
+        .single()
+        .ok_or("a valid time")?;
+
+    println!("2. NoiPA enrolment with a mobile number: the PIN goes only by SMS (NOIPA-4).");
+    let mario = TaxCode::parse("RSSMRA85T10A562S")?;
+    let enrolment = Enrolment {
+        role: Role::Employee,
+        contacts: Contacts {
+            email: Some(Email::parse("mario.rossi@example.it")?),
+            mobile: Some(Mobile::parse("3471234567")?),
+            ..Contacts::default()
+        },
+        cns_holder: false,
+        enrolled_on: NaiveDate::from_ymd_opt(2020, 9, 1),
+    };
+    let done = service.execute(
+        &mario,
+        &Actor::Rid("R042".into()),
+        &Command::Enrol(enrolment),
+        now,
+    )?;
+    for d in &done.deliveries {
+        println!(
+            "   {:?} part {} of {}: {:?}",
+            d.channel, d.part, d.of, d.state
+        );
+    }
+    let sent = std::mem::take(&mut *gateway.sent.lock().unwrap_or_else(PoisonError::into_inner));
+    for (to, text) in &sent {
+        println!(
+            "   the gateway would POST to {}: to={to} text={text:?}",
+            gateway.endpoint
+        );
+    }
+    let pin = sent
+        .first()
+        .and_then(|(_, text)| text.rsplit_once(": "))
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.split('.').next())
+        .ok_or("an SMS with the PIN")?;
+    let outcome = service.verify(&mario, pin, Level::Online, now)?;
+    println!("   Mario verifies the PIN from the SMS: {}", outcome.name());
+
+    println!("3. A number the provider rejects: the part is failed (POL-3: re-issue).");
+    let giulia = TaxCode::parse("VRDLCU01M29Z404A")?;
+    let enrolment = Enrolment {
+        role: Role::Employee,
+        contacts: Contacts {
+            email: Some(Email::parse("giulia.verdi@example.it")?),
+            mobile: Some(Mobile::parse("3470000000")?),
+            ..Contacts::default()
+        },
+        cns_holder: false,
+        enrolled_on: NaiveDate::from_ymd_opt(2020, 9, 1),
+    };
+    let done = service.execute(
+        &giulia,
+        &Actor::Rid("R042".into()),
+        &Command::Enrol(enrolment),
+        now,
+    )?;
+    for d in &done.deliveries {
+        println!(
+            "   {:?} part {} of {}: {:?} ({})",
+            d.channel,
+            d.part,
+            d.of,
+            d.state,
+            d.error.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "   other channels carried {} messages.",
+        others.take().len()
+    );
+    Ok(())
+}
