@@ -902,11 +902,14 @@ impl<'a> Step<'a> {
         // A PIN in use is not replaced by an unauthenticated web request, which would also
         // lower a dispositivo PIN to online: reset (INPS-14) is the way after a loss.
         if self.next.credential.as_ref().is_some_and(|c| {
-            c.first_used_at.is_some() || c.changed_at.is_some() || c.origin == Origin::Import
+            c.first_used_at.is_some()
+                || c.changed_at.is_some()
+                || c.origin == Origin::Import
+                || c.level == Level::Dispositivo
         }) {
             return Err(Refusal::Stage {
                 stage: "in use",
-                why: "a web request is for a first PIN; after a loss, reset it with two registered contacts (INPS-14)",
+                why: "a web request is for a first PIN and never replaces a dispositivo one; after a loss, reset it with two registered contacts (INPS-14)",
             }
             .into());
         }

@@ -316,11 +316,11 @@ impl Person {
         self.resends.push(now);
     }
 
-    /// The current PIN is in use: a web request no longer replaces it.
+    /// The current PIN is in use, or dispositivo: a web request no longer replaces it.
     fn in_use(&self) -> bool {
-        self.cur
-            .as_ref()
-            .is_some_and(|c| c.first_used_at.is_some() || c.changed_at.is_some())
+        self.cur.as_ref().is_some_and(|c| {
+            c.first_used_at.is_some() || c.changed_at.is_some() || c.level == Level::Dispositivo
+        })
     }
 
     /// Predicts a verify of `text` for `purpose` and applies it to the model: `Err(())`

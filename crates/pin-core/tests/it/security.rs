@@ -840,6 +840,44 @@ fn inps_6_web_request_cannot_replace_an_in_use_dispositivo_pin() {
     assert!(accepted_dispositivo(&s, MARIO, CHOSEN));
 }
 
+// rule: INPS-2, INPS-5 — not even an unused sealed-envelope PIN is replaced (and lowered to
+// online) by an unauthenticated web request.
+#[test]
+fn inps_5_web_request_cannot_replace_an_unused_envelope_pin() {
+    let s = service();
+    let _ = enrol_inps(
+        &s,
+        MARIO,
+        Role::Citizen,
+        full_contacts("mario@example.it"),
+        t0(),
+    );
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &Actor::BranchOperator("b1".into()),
+            &Command::BranchRequest {
+                identity_document: Check::Passed,
+                on_behalf: None,
+            },
+            t0(),
+        )
+        .unwrap();
+    let envelope = inbox(&s);
+    let before = subject(&s, MARIO);
+    let r = web(&s, MARIO, t0() + Duration::minutes(5));
+    assert!(
+        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        "{r:?}"
+    );
+    assert!(inbox(&s).is_empty());
+    assert_eq!(subject(&s, MARIO), before);
+    assert_eq!(
+        verify(&s, MARIO, &envelope[0].text, t0()),
+        VerifyOutcome::MustChange
+    );
+}
+
 fn accepted_dispositivo(s: &Service, code: &str, pin: &str) -> bool {
     matches!(
         s.verify(
