@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use pin_core::audit::AuditEvent;
+use pin_core::audit::chain::ChainReport;
 use pin_core::command::AttemptsUpdate;
 use pin_core::store::{Loaded, Store, StoreError};
 use pin_core::subject::Subject;
@@ -91,84 +92,13 @@ pub(crate) enum AnyStore {
     Postgres(Box<PostgresStore>),
 }
 
-/// The audit chain check of either store, in the shape both adapters report.
-#[derive(Debug)]
-pub(crate) struct ChainSummary {
-    /// Rows verified as intact, from id 1.
-    pub(crate) intact_rows: u64,
-    /// The last intact row.
-    pub(crate) head: Option<ChainHead>,
-    /// The first problem found.
-    pub(crate) first_break: Option<ChainBreak>,
-}
-
-/// The last intact row of a chain.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChainHead {
-    /// Its id.
-    pub(crate) id: u64,
-    /// Its hash.
-    pub(crate) hash: [u8; 32],
-}
-
-/// Where a chain breaks, and how (the adapter's own description).
-#[derive(Debug)]
-pub(crate) struct ChainBreak {
-    /// The id of the first broken link.
-    pub(crate) id: u64,
-    /// What is wrong.
-    pub(crate) kind: BreakKind,
-}
-
-/// The adapter's break kind; `Debug` shows the adapter's own `Debug`.
-pub(crate) struct BreakKind(String);
-
-impl fmt::Debug for BreakKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl ChainSummary {
-    /// Whether every row verified.
-    pub(crate) fn is_intact(&self) -> bool {
-        self.first_break.is_none()
-    }
-}
-
 impl AnyStore {
     /// Checks the audit chain from its first row to its last.
-    pub(crate) fn verify_audit_chain(&self) -> Result<ChainSummary, StoreError> {
-        Ok(match self {
-            Self::Sqlite(s) => {
-                let r = s.verify_audit_chain()?;
-                ChainSummary {
-                    intact_rows: r.intact_rows,
-                    head: r.head.map(|h| ChainHead {
-                        id: h.id,
-                        hash: h.hash,
-                    }),
-                    first_break: r.first_break.map(|b| ChainBreak {
-                        id: b.id,
-                        kind: BreakKind(format!("{:?}", b.kind)),
-                    }),
-                }
-            }
-            Self::Postgres(s) => {
-                let r = s.verify_audit_chain()?;
-                ChainSummary {
-                    intact_rows: r.intact_rows,
-                    head: r.head.map(|h| ChainHead {
-                        id: h.id,
-                        hash: h.hash,
-                    }),
-                    first_break: r.first_break.map(|b| ChainBreak {
-                        id: b.id,
-                        kind: BreakKind(format!("{:?}", b.kind)),
-                    }),
-                }
-            }
-        })
+    pub(crate) fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.verify_audit_chain(),
+            Self::Postgres(s) => s.verify_audit_chain(),
+        }
     }
 
     fn get(&self) -> &dyn Store {

@@ -1,12 +1,15 @@
 //! Audit events: who did what, when, on which channel, with what outcome — never a secret.
 //!
 //! The type cannot hold a secret: no field has a type that carries a PIN or the pepper.
+//! [`chain`] is the tamper-evident hash chain the SQL adapters store the log as.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::subject::Channel;
 use crate::tax_code::TaxCode;
+
+pub mod chain;
 
 /// One audit event, produced by every transition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

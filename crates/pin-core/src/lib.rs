@@ -5,8 +5,9 @@
 //! # What this crate does not do
 //!
 //! - **No I/O.** It reads no file, opens no socket, touches no database. Storage is the
-//!   [`store::Store`] trait (adapters: [`memory::MemoryStore`] here, `pin-sqlite` beside);
-//!   delivery is the [`notify::Notifier`] trait.
+//!   [`store::Store`] trait (adapters: [`memory::MemoryStore`] here, `pin-sqlite` and
+//!   `pin-postgres` beside, which share the row formats of [`rows`] and the audit hash
+//!   chain of [`audit::chain`]); delivery is the [`notify::Notifier`] trait.
 //! - **No clock.** Every decision takes `now` as a parameter. `clippy.toml` forbids
 //!   `SystemTime::now`, `Utc::now` and friends in this crate.
 //! - **No OS randomness.** PINs and salts are drawn from an injected `CryptoRng`
@@ -105,6 +106,7 @@ pub mod machine;
 pub mod memory;
 pub mod notify;
 pub mod policy;
+pub mod rows;
 pub mod secret;
 pub mod self_service;
 pub mod service;

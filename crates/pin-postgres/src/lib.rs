@@ -100,12 +100,11 @@ mod chain;
 pub mod cluster;
 mod error;
 mod pool;
-mod row;
 mod schema;
 mod store;
 
-pub use chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use error::{DbError, OpenError};
+pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use schema::SCHEMA_VERSION;
 pub use store::{DEFAULT_POOL_SIZE, PostgresStore};
 

@@ -1,17 +1,18 @@
 //! [`PostgresStore`]: the [`Store`] port on PostgreSQL.
 
 use pin_core::audit::AuditEvent;
+use pin_core::audit::chain::{self as audit_chain, ChainReport};
 use pin_core::command::AttemptsUpdate;
+use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
 use pin_core::store::{Loaded, Store, StoreError};
-use pin_core::subject::{Attempts, Subject};
+use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
 use pin_core::verify::{Reservation, Settlement};
 use postgres::Row;
 
-use crate::chain::{self, ChainReport};
+use crate::chain;
 use crate::error::OpenError;
 use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
-use crate::row::{AttemptsRowV1, CredentialRowV1, SubjectRowV1, to_sql_int};
 use crate::schema::{self, Target};
 
 /// Connections a store keeps open at most by default; callers beyond wait for one.
@@ -19,6 +20,22 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// How many times a reservation re-reads a counter that moved between its statements.
 const RESERVE_ROUNDS: usize = 16;
+
+/// The database, as named in messages.
+const ENGINE: &str = "PostgreSQL";
+
+/// `subjects.row_format` of `row` as the `smallint` of the column.
+fn row_format(row: &SubjectRowV1) -> Result<i16, StoreError> {
+    i16::try_from(row.row_format).map_err(|_| {
+        StoreError::Backend(
+            format!(
+                "row format {} is beyond what {ENGINE} can store",
+                row.row_format
+            )
+            .into(),
+        )
+    })
+}
 
 /// The [`Store`] on a PostgreSQL database. `Send + Sync`: share it between threads (for
 /// example inside a `PinService`); each operation checks out one of a few pooled
@@ -83,14 +100,9 @@ SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_ema
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
  WHERE s.tax_code = $1";
 
-/// The raw columns of [`LOAD`].
-struct LoadRow {
-    version: i64,
-    subject: SubjectRowV1,
-    attempts: Option<AttemptsRowV1>,
-}
-
-fn load_row(r: &Row) -> Result<LoadRow, TxError> {
+/// The columns of [`LOAD`], with PostgreSQL's `smallint` and `boolean` widened to the
+/// integers of the shared row types.
+fn load_row(r: &Row) -> Result<LoadRowV1, TxError> {
     let credential = match get::<Option<i64>>(r, 7)? {
         None => None,
         Some(serial) => Some(CredentialRowV1 {
@@ -101,19 +113,19 @@ fn load_row(r: &Row) -> Result<LoadRow, TxError> {
             body: get(r, 10)?,
         }),
     };
-    let attempts = match (get(r, 11)?, get(r, 12)?, get(r, 13)?) {
+    let attempts = match (get(r, 11)?, get(r, 12)?, get::<Option<bool>>(r, 13)?) {
         (Some(serial), Some(failures), Some(blocked)) => Some(AttemptsRowV1 {
             serial,
             failures,
-            blocked,
+            blocked: i64::from(blocked),
         }),
         _ => None,
     };
-    Ok(LoadRow {
+    Ok(LoadRowV1 {
         version: get(r, 1)?,
         subject: SubjectRowV1 {
             tax_code: get(r, 0)?,
-            row_format: get(r, 2)?,
+            row_format: i64::from(get::<i16>(r, 2)?),
             profile: get(r, 3)?,
             body: get(r, 4)?,
             noipa_email_key: get(r, 5)?,
@@ -127,23 +139,7 @@ fn load_in(tx: &mut Tx<'_>, tax_code: &TaxCode) -> Result<Option<Loaded>, TxErro
     let Some(row) = tx.query_opt(LOAD, &[&tax_code.as_str()])? else {
         return Ok(None);
     };
-    let row = load_row(&row)?;
-    let version = u64::try_from(row.version)
-        .ok()
-        .filter(|v| *v >= 1)
-        .ok_or_else(|| StoreError::Corrupt(format!("record version {}", row.version)))?;
-    let attempts = row
-        .attempts
-        .ok_or_else(|| StoreError::Corrupt("the subject has no attempt counter".into()))?;
-    let subject = Subject::try_from(row.subject)?;
-    if subject.tax_code != *tax_code {
-        return Err(StoreError::Corrupt("the row is of another tax code".into()).into());
-    }
-    Ok(Some(Loaded {
-        subject,
-        version,
-        attempts: Attempts::try_from(attempts)?,
-    }))
+    Ok(Some(load_row(&row)?.into_loaded(tax_code)?))
 }
 
 fn exists(tx: &mut Tx<'_>, tax_code: &str) -> Result<bool, TxError> {
@@ -167,7 +163,7 @@ fn insert_subject(tx: &mut Tx<'_>, row: &SubjectRowV1) -> Result<(), TxError> {
          VALUES ($1, 1, $2, $3, $4::text::jsonb, $5)",
         &[
             &row.tax_code,
-            &row.row_format,
+            &row_format(row)?,
             &row.profile,
             &row.body,
             &row.noipa_email_key,
@@ -310,7 +306,7 @@ impl Store for PostgresStore {
     }
 
     fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        let row = SubjectRowV1::from_subject(subject)?;
+        let row = SubjectRowV1::from_subject(subject, ENGINE)?;
         self.pool.run(Mode::Write, |tx| {
             insert_subject(tx, &row)?;
             chain::append(tx, audit)?;
@@ -322,7 +318,7 @@ impl Store for PostgresStore {
         // Convert everything first, then one transaction: all or nothing.
         let rows = batch
             .iter()
-            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s)?, a)))
+            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s, ENGINE)?, a)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let events: Vec<AuditEvent> = rows.iter().flat_map(|(_, a)| a.iter().cloned()).collect();
         self.pool.run(Mode::Write, |tx| {
@@ -340,7 +336,8 @@ impl Store for PostgresStore {
         attempts: AttemptsUpdate,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let row = SubjectRowV1::from_subject(subject)?;
+        let row = SubjectRowV1::from_subject(subject, ENGINE)?;
+        let format = row_format(&row)?;
         // A version PostgreSQL cannot hold was never handed out: it matches no row.
         let expected = i64::try_from(expected).unwrap_or(-1);
         self.pool.run(Mode::Write, |tx| {
@@ -355,7 +352,7 @@ impl Store for PostgresStore {
                 &[
                     &row.tax_code,
                     &expected,
-                    &row.row_format,
+                    &format,
                     &row.profile,
                     &row.body,
                     &row.noipa_email_key,
@@ -386,7 +383,7 @@ impl Store for PostgresStore {
     ) -> Result<Reservation, StoreError> {
         let tax = tax_code.as_str();
         // A serial PostgreSQL cannot hold is no subject's current serial.
-        let serial = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        let serial = i64::try_from(serial).unwrap_or(-1);
         self.pool.run(Mode::Write, |tx| {
             reserve_in(tx, tax, serial, i64::from(limit))
         })
@@ -401,7 +398,7 @@ impl Store for PostgresStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let tax = tax_code.as_str();
-        let serial = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        let serial = i64::try_from(serial).unwrap_or(-1);
         let limit = i64::from(limit);
         self.pool.run(Mode::Write, |tx| {
             let _ = match settlement {
@@ -451,12 +448,7 @@ impl Store for PostgresStore {
             for row in &rows {
                 let tax: &str = get(row, 0)?;
                 let text: &str = get(row, 1)?;
-                let event: AuditEvent = serde_json::from_str(text)
-                    .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
-                if event.subject.as_str() != tax {
-                    return Err(StoreError::Corrupt("audit row of another tax code".into()).into());
-                }
-                out.push(event);
+                out.push(audit_chain::read_event(tax, text)?);
             }
             Ok(out)
         })

@@ -84,12 +84,11 @@
 
 mod chain;
 mod error;
-mod row;
 mod schema;
 mod store;
 
-pub use chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use error::{DbError, OpenError};
+pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
 

@@ -4,22 +4,26 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use pin_core::audit::AuditEvent;
+use pin_core::audit::chain::{self as audit_chain, ChainReport};
 use pin_core::command::AttemptsUpdate;
+use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
 use pin_core::store::{Loaded, Store, StoreError};
-use pin_core::subject::{Attempts, Subject};
+use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
 use pin_core::verify::{Reservation, Settlement};
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use crate::chain::{self, ChainReport};
+use crate::chain;
 use crate::error::{DbError, OpenError};
-use crate::row::{AttemptsRowV1, CredentialRowV1, SubjectRowV1, to_sql_int};
 use crate::schema::{self, Location};
 
 /// Connections a file store keeps open at most; callers beyond wait for one.
 const POOL_SIZE: usize = 4;
+
+/// The database, as named in messages.
+const ENGINE: &str = "SQLite";
 
 /// A backend failure from SQLite.
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
@@ -246,14 +250,8 @@ SELECT s.tax_code, s.version, s.row_format, s.profile, s.body, s.noipa_email_key
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
  WHERE s.tax_code = ?1";
 
-/// The raw columns of [`LOAD`].
-struct LoadRow {
-    version: i64,
-    subject: SubjectRowV1,
-    attempts: Option<AttemptsRowV1>,
-}
-
-fn load_row(r: &Row<'_>) -> rusqlite::Result<LoadRow> {
+/// The columns of [`LOAD`].
+fn load_row(r: &Row<'_>) -> rusqlite::Result<LoadRowV1> {
     let credential = match r.get::<_, Option<i64>>(7)? {
         None => None,
         Some(serial) => Some(CredentialRowV1 {
@@ -272,7 +270,7 @@ fn load_row(r: &Row<'_>) -> rusqlite::Result<LoadRow> {
         }),
         _ => None,
     };
-    Ok(LoadRow {
+    Ok(LoadRowV1 {
         version: r.get(1)?,
         subject: SubjectRowV1 {
             tax_code: r.get(0)?,
@@ -294,22 +292,7 @@ fn load_in(conn: &Connection, tax_code: &TaxCode) -> Result<Option<Loaded>, Stor
     else {
         return Ok(None);
     };
-    let version = u64::try_from(row.version)
-        .ok()
-        .filter(|v| *v >= 1)
-        .ok_or_else(|| StoreError::Corrupt(format!("record version {}", row.version)))?;
-    let attempts = row
-        .attempts
-        .ok_or_else(|| StoreError::Corrupt("the subject has no attempt counter".into()))?;
-    let subject = Subject::try_from(row.subject)?;
-    if subject.tax_code != *tax_code {
-        return Err(StoreError::Corrupt("the row is of another tax code".into()));
-    }
-    Ok(Some(Loaded {
-        subject,
-        version,
-        attempts: Attempts::try_from(attempts)?,
-    }))
+    row.into_loaded(tax_code).map(Some)
 }
 
 /// Writes the credential row of `row` (or removes it when the record has none).
@@ -428,7 +411,7 @@ impl Store for SqliteStore {
     }
 
     fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        let row = SubjectRowV1::from_subject(subject)?;
+        let row = SubjectRowV1::from_subject(subject, ENGINE)?;
         self.write(|tx| insert_subject(tx, &row, audit))
     }
 
@@ -436,7 +419,7 @@ impl Store for SqliteStore {
         // Convert everything first, then one IMMEDIATE transaction: all or nothing.
         let rows = batch
             .iter()
-            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s)?, a)))
+            .map(|(s, a)| Ok((SubjectRowV1::from_subject(s, ENGINE)?, a)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(|tx| {
             for (row, audit) in &rows {
@@ -453,7 +436,7 @@ impl Store for SqliteStore {
         attempts: AttemptsUpdate,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let row = SubjectRowV1::from_subject(subject)?;
+        let row = SubjectRowV1::from_subject(subject, ENGINE)?;
         self.write(|tx| {
             // A version SQLite cannot hold was never handed out: it matches no row.
             let expected = i64::try_from(expected).unwrap_or(-1);
@@ -503,7 +486,7 @@ impl Store for SqliteStore {
     ) -> Result<Reservation, StoreError> {
         let tax = tax_code.as_str();
         // A serial SQLite cannot hold is no subject's current serial.
-        let serial_sql = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        let serial_sql = i64::try_from(serial).unwrap_or(-1);
         self.write(|tx| {
             let granted: Option<i64> = tx
                 .prepare_cached(
@@ -564,7 +547,7 @@ impl Store for SqliteStore {
         settlement: Settlement,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let serial_sql = to_sql_int(serial, "credential serial").unwrap_or(-1);
+        let serial_sql = i64::try_from(serial).unwrap_or(-1);
         self.write(|tx| {
             match settlement {
                 // Clear only the failures counted up to this reservation: guesses reserved
@@ -620,12 +603,7 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tax, text) = row.map_err(db)?;
-                let event: AuditEvent = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
-                if event.subject.as_str() != tax {
-                    return Err(StoreError::Corrupt("audit row of another tax code".into()));
-                }
-                out.push(event);
+                out.push(audit_chain::read_event(&tax, &text)?);
             }
             Ok(out)
         })

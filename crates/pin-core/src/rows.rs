@@ -1,28 +1,35 @@
-//! Versioned row types and their conversion into pin-core's domain types — the same row
-//! format 1 as pin-sqlite's, so that a record reads back identically from either store.
+//! Row formats shared by the SQL adapters (pin-sqlite, pin-postgres): versioned row types
+//! and their conversion into the domain types. Pure: no I/O; each adapter only binds and
+//! reads the columns, with its engine's integer types.
 //!
 //! A row is read as it is stored ([`SubjectRowV1`], [`CredentialRowV1`], [`AttemptsRowV1`]:
-//! plain integers, booleans and text) and converted with `TryFrom`, which checks every value. A row
+//! plain integers and text) and converted with `TryFrom`, which checks every value. A row
 //! that does not convert is [`StoreError::Corrupt`] — never a panic, never a record with a
 //! made-up credential. A future row format gets its own `…V2` type and conversion.
+//!
+//! Format 1 keeps the record, without its tax code and credential, as the JSON of a body
+//! type (`serde_json`, fields in declaration order, unknown fields refused) in the
+//! `subjects.body` column, and the credential, without its serial and hash, in
+//! `credentials.body`: the same bytes whichever store wrote them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pin_core::contact::{Contacts, Email};
-use pin_core::format::PinFormat;
-use pin_core::hash::PinHash;
-use pin_core::secret::KeyId;
-use pin_core::store::StoreError;
-use pin_core::subject::{
+use serde::{Deserialize, Serialize};
+
+use crate::contact::{Contacts, Email};
+use crate::format::PinFormat;
+use crate::hash::PinHash;
+use crate::secret::KeyId;
+use crate::store::{Loaded, StoreError};
+use crate::subject::{
     Attempts, Credential, Level, Origin, Part, Pending, Profile, Representation, Role, Stage,
     Subject,
 };
-use pin_core::tax_code::TaxCode;
-use serde::{Deserialize, Serialize};
+use crate::tax_code::TaxCode;
 
 /// The row format written by this version (`subjects.row_format`).
-pub(crate) const ROW_FORMAT: i16 = 1;
+pub const ROW_FORMAT: i64 = 1;
 
-/// Longest PHC string accepted (the schema's CHECK says the same).
+/// Longest PHC string accepted (the schemas' CHECKs say the same).
 const MAX_PHC_LEN: usize = 256;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -30,7 +37,8 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The name of a profile in the `profile` columns.
-pub(crate) fn profile_name(p: Profile) -> &'static str {
+#[must_use]
+pub fn profile_name(p: Profile) -> &'static str {
     match p {
         Profile::Noipa => "noipa",
         Profile::Inps => "inps",
@@ -38,17 +46,19 @@ pub(crate) fn profile_name(p: Profile) -> &'static str {
 }
 
 /// The key of the NOIPA-8 unique index: the lower-cased e-mail of a NoiPA subject.
-pub(crate) fn noipa_email_key(profile: Profile, contacts: &Contacts) -> Option<String> {
+#[must_use]
+pub fn noipa_email_key(profile: Profile, contacts: &Contacts) -> Option<String> {
     match profile {
         Profile::Noipa => contacts.email.as_ref().map(Email::unique_key),
         Profile::Inps => None,
     }
 }
 
-/// A `u64` of the domain as a PostgreSQL `bigint`.
-pub(crate) fn to_sql_int(value: u64, what: &str) -> Result<i64, StoreError> {
+/// A `u64` of the domain as a signed 64-bit SQL integer (SQLite's `INTEGER`, PostgreSQL's
+/// `bigint`); `engine` names the database in the error message.
+fn to_sql_int(value: u64, what: &str, engine: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| {
-        StoreError::Backend(format!("{what} {value} is beyond what PostgreSQL can store").into())
+        StoreError::Backend(format!("{what} {value} is beyond what {engine} can store").into())
     })
 }
 
@@ -60,7 +70,7 @@ fn from_sql_int<T: TryFrom<i64>>(value: i64, what: &str) -> Result<T, StoreError
 /// (a row of `credentials`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SubjectBodyV1 {
+struct SubjectBodyV1 {
     role: Role,
     contacts: Contacts,
     registered: Contacts,
@@ -77,7 +87,7 @@ pub(crate) struct SubjectBodyV1 {
 /// `credentials.body`, format 1: the credential without its serial and hash (columns).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CredentialBodyV1 {
+struct CredentialBodyV1 {
     format: PinFormat,
     level: Level,
     stage: Stage,
@@ -90,36 +100,91 @@ pub(crate) struct CredentialBodyV1 {
 
 /// A row of `credentials`, as stored.
 #[derive(Debug)]
-pub(crate) struct CredentialRowV1 {
-    pub(crate) profile: String,
-    pub(crate) serial: i64,
-    pub(crate) key_id: i64,
-    pub(crate) phc: String,
-    pub(crate) body: String,
+pub struct CredentialRowV1 {
+    /// `profile`: [`profile_name`] of the subject's profile.
+    pub profile: String,
+    /// `serial`: the credential serial, 1 or more.
+    pub serial: i64,
+    /// `key_id`: the id of the pepper the hash was made with.
+    pub key_id: i64,
+    /// `phc`: the Argon2id PHC string.
+    pub phc: String,
+    /// `body`: the JSON of the rest of the credential (format 1).
+    pub body: String,
 }
 
 /// A row of `subjects` with its credential row, if any, as stored.
 #[derive(Debug)]
-pub(crate) struct SubjectRowV1 {
-    pub(crate) tax_code: String,
-    pub(crate) row_format: i16,
-    pub(crate) profile: String,
-    pub(crate) body: String,
-    pub(crate) noipa_email_key: Option<String>,
-    pub(crate) credential: Option<CredentialRowV1>,
+pub struct SubjectRowV1 {
+    /// `tax_code`, the primary key.
+    pub tax_code: String,
+    /// `row_format`: [`ROW_FORMAT`].
+    pub row_format: i64,
+    /// `profile`: [`profile_name`] of the role's profile.
+    pub profile: String,
+    /// `body`: the JSON of the record without tax code and credential (format 1).
+    pub body: String,
+    /// `noipa_email_key`: [`noipa_email_key`] of the profile and contacts.
+    pub noipa_email_key: Option<String>,
+    /// The row of `credentials`, when the subject has a credential.
+    pub credential: Option<CredentialRowV1>,
 }
 
 /// A row of `attempts`, as stored.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AttemptsRowV1 {
-    pub(crate) serial: i64,
-    pub(crate) failures: i64,
-    pub(crate) blocked: bool,
+pub struct AttemptsRowV1 {
+    /// `serial`: the credential serial the counter is for (0: none).
+    pub serial: i64,
+    /// `failures`: consecutive failed attempts.
+    pub failures: i64,
+    /// `blocked`: 0 or 1 (an engine with a boolean type passes `i64::from(flag)`).
+    pub blocked: i64,
+}
+
+/// What one load reads: a subject's row, its record version and its attempts row.
+#[derive(Debug)]
+pub struct LoadRowV1 {
+    /// `subjects.version`, 1 or more.
+    pub version: i64,
+    /// The subject's row, with its credential row.
+    pub subject: SubjectRowV1,
+    /// The attempts row; `None` when there is none (a corrupt database).
+    pub attempts: Option<AttemptsRowV1>,
+}
+
+impl LoadRowV1 {
+    /// The record loaded for `tax_code`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the version is below 1, the attempts row is missing, a
+    /// row does not convert, or the row is of another tax code.
+    pub fn into_loaded(self, tax_code: &TaxCode) -> Result<Loaded, StoreError> {
+        let version = u64::try_from(self.version)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| corrupt(format_args!("record version {}", self.version)))?;
+        let attempts = self
+            .attempts
+            .ok_or_else(|| corrupt("the subject has no attempt counter"))?;
+        let subject = Subject::try_from(self.subject)?;
+        if subject.tax_code != *tax_code {
+            return Err(corrupt("the row is of another tax code"));
+        }
+        Ok(Loaded {
+            subject,
+            version,
+            attempts: Attempts::try_from(attempts)?,
+        })
+    }
 }
 
 impl SubjectRowV1 {
-    /// The row that stores `subject`.
-    pub(crate) fn from_subject(subject: &Subject) -> Result<Self, StoreError> {
+    /// The row that stores `subject`; `engine` names the database in an error message.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the credential serial is beyond a signed 64-bit integer
+    /// or the body cannot be written as JSON.
+    pub fn from_subject(subject: &Subject, engine: &str) -> Result<Self, StoreError> {
         // Destructured so that a field added to `Subject` cannot be forgotten here.
         let Subject {
             tax_code,
@@ -152,7 +217,7 @@ impl SubjectRowV1 {
             created_at,
         };
         let credential = credential
-            .map(|c| CredentialRowV1::from_credential(profile, c))
+            .map(|c| CredentialRowV1::from_credential(profile, c, engine))
             .transpose()?;
         Ok(Self {
             tax_code: tax_code.as_str().to_owned(),
@@ -166,7 +231,7 @@ impl SubjectRowV1 {
 }
 
 impl CredentialRowV1 {
-    fn from_credential(profile: Profile, c: Credential) -> Result<Self, StoreError> {
+    fn from_credential(profile: Profile, c: Credential, engine: &str) -> Result<Self, StoreError> {
         let Credential {
             serial,
             hash,
@@ -191,7 +256,7 @@ impl CredentialRowV1 {
         };
         Ok(Self {
             profile: profile_name(profile).to_owned(),
-            serial: to_sql_int(serial, "credential serial")?,
+            serial: to_sql_int(serial, "credential serial", engine)?,
             key_id: i64::from(hash.key_id.0),
             phc: hash.phc,
             body: to_json(&body)?,
@@ -346,6 +411,11 @@ impl TryFrom<AttemptsRowV1> for Attempts {
             failures,
             blocked,
         } = row;
+        let blocked = match blocked {
+            0 => false,
+            1 => true,
+            other => return Err(corrupt(format_args!("attempts blocked flag {other}"))),
+        };
         Ok(Self {
             serial: from_sql_int(serial, "attempts serial")?,
             failures: from_sql_int(failures, "attempts failures")?,
