@@ -332,12 +332,6 @@ pub(crate) fn import<S: Store>(
                 "import line {n}: the hash is not an Argon2id v19 PHC string"
             )));
         }
-        if svc.store().load(&row.tax_code)?.is_some() {
-            return Err(Failure::refused(format!(
-                "import line {n}: {} is already on record; nothing was imported",
-                row.tax_code
-            )));
-        }
         line_numbers.push(n);
         rows.push((n, row));
     }
@@ -374,6 +368,21 @@ pub(crate) fn import<S: Store>(
     let subjects: Vec<String> = batch.iter().map(|(t, _)| t.to_string()).collect();
     let lines: Vec<usize> = line_numbers;
     let n = svc.import(batch, ctx.now).map_err(|e| match e {
+        // The store refuses the whole batch; find the line to name (the error path only,
+        // so that a good import does not pay a lookup per line).
+        pin_core::Error::Store(pin_core::store::StoreError::Exists) => {
+            let on_record = subjects.iter().zip(&lines).find(|(t, _)| {
+                TaxCode::parse(t).is_ok_and(|t| svc.store().load(&t).is_ok_and(|l| l.is_some()))
+            });
+            match on_record {
+                Some((t, line)) => Failure::refused(format!(
+                    "import line {line}: {t} is already on record; nothing was imported"
+                )),
+                None => Failure::refused(
+                    "a subject of the file is already on record; nothing was imported",
+                ),
+            }
+        }
         pin_core::Error::Batch { index, source } => {
             let f = Failure::from(*source);
             let line = lines.get(index).copied().unwrap_or(index + 1);
