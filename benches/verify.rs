@@ -62,36 +62,7 @@ fn hasher(policy: &Policy) -> Hasher {
     .unwrap()
 }
 
-/// The i-th valid tax code of a synthetic population (distinct for i < 26^6).
-fn synthetic_tax_code(i: u64) -> TaxCode {
-    const ODD: [u32; 26] = [
-        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
-        23,
-    ];
-    let mut letters = [b'A'; 6];
-    let mut n = i;
-    for l in letters.iter_mut().rev() {
-        *l = b'A' + u8::try_from(n % 26).unwrap();
-        n /= 26;
-    }
-    let mut s = String::from_utf8(letters.to_vec()).unwrap();
-    s.push_str("80A01H501");
-    let mut sum = 0;
-    for (pos, c) in s.chars().enumerate() {
-        let v = if c.is_ascii_digit() {
-            c as u32 - '0' as u32
-        } else {
-            c as u32 - 'A' as u32
-        };
-        sum += if pos % 2 == 0 {
-            ODD[usize::try_from(v).unwrap()]
-        } else {
-            v
-        };
-    }
-    s.push(char::from(b'A' + u8::try_from(sum % 26).unwrap()));
-    TaxCode::parse(&s).unwrap()
-}
+use pin_core::conformance::support::synthetic_tax_code;
 
 type Service = PinService<SqliteStore, MemoryOutbox, ChaCha20Rng>;
 

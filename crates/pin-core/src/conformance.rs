@@ -496,3 +496,148 @@ mod tests {
         super::run_all(crate::memory::MemoryStore::new);
     }
 }
+
+/// Helpers for adapters' own tests and benchmarks: a cheap policy, a service over any store,
+/// a NoiPA enrolment that returns the PIN delivered, synthetic valid tax codes.
+pub mod support {
+    use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use crate::actor::Actor;
+    use crate::command::{Command, Enrolment};
+    use crate::contact::{Contacts, Email};
+    use crate::hash::{HashParams, Keyring};
+    use crate::notify::MemoryOutbox;
+    use crate::policy::Policy;
+    use crate::secret::{KeyId, Pepper};
+    use crate::service::PinService;
+    use crate::store::Store;
+    use crate::subject::Role;
+    use crate::tax_code::TaxCode;
+
+    /// A service over `S` with an in-memory outbox and a seeded ChaCha20 generator.
+    pub type TestService<S> = PinService<S, MemoryOutbox, ChaCha20Rng>;
+
+    /// 2026-01-15 09:00 UTC.
+    #[must_use]
+    pub fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).single().unwrap()
+    }
+
+    /// Cheap Argon2 (tests only) and generous re-send limits.
+    #[must_use]
+    pub fn policy() -> Policy {
+        let fast = HashParams::INSECURE_FAST_FOR_TESTS;
+        Policy::builder()
+            .hash_live(fast)
+            .hash_floor(fast)
+            .resend_limit(1_000)
+            .resend_window(Duration::hours(1))
+            .build()
+            .unwrap()
+    }
+
+    /// A service over `store` with [`policy`], the pepper `pepper` (key id 1) and a generator
+    /// seeded with `seed`.
+    pub fn service<S: Store>(store: S, seed: u64, pepper: &[u8]) -> TestService<S> {
+        let keys = Keyring::new(Pepper::new(KeyId(1), pepper).unwrap());
+        PinService::new(
+            store,
+            MemoryOutbox::new(),
+            policy(),
+            keys,
+            ChaCha20Rng::seed_from_u64(seed),
+        )
+        .unwrap()
+    }
+
+    /// A parsed e-mail address.
+    #[must_use]
+    pub fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    /// Enrols a NoiPA employee at [`t0`] (a PIN is issued at once by e-mail, NOIPA-2) and
+    /// returns the PIN delivered.
+    pub fn enrol_noipa<S: Store>(svc: &TestService<S>, t: &TaxCode, mail: &str) -> String {
+        let contacts = Contacts {
+            email: Some(email(mail)),
+            ..Contacts::default()
+        };
+        let cmd = Command::Enrol(Enrolment {
+            role: Role::Employee,
+            contacts,
+            cns_holder: false,
+            enrolled_on: NaiveDate::from_ymd_opt(2020, 3, 2),
+        });
+        let _ = svc
+            .execute(t, &Actor::Rid("rid-1".into()), &cmd, t0())
+            .unwrap();
+        take_pin(svc)
+    }
+
+    /// The PIN in the outbox: its parts joined in order.
+    pub fn take_pin<S: Store>(svc: &TestService<S>) -> String {
+        let mut parts: Vec<_> = svc
+            .notifier()
+            .take()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.delivery.part,
+                    m.delivery.secret.expose_secret().to_owned(),
+                )
+            })
+            .collect();
+        assert!(!parts.is_empty(), "a PIN was delivered");
+        parts.sort_by_key(|p| p.0);
+        parts.into_iter().map(|p| p.1).collect()
+    }
+
+    /// A wrong PIN of the same shape as `pin`.
+    #[must_use]
+    pub fn wrong(pin: &str) -> String {
+        pin.chars()
+            .map(|c| match c {
+                '0'..='8' | 'A'..='Y' => char::from(c as u8 + 1),
+                '9' => '0',
+                'Z' => '2',
+                other => other,
+            })
+            .map(|c| if c == 'I' || c == 'O' { 'J' } else { c })
+            .collect()
+    }
+
+    /// The i-th valid tax code of a synthetic population (distinct for i < 26^6).
+    #[must_use]
+    pub fn synthetic_tax_code(i: u64) -> TaxCode {
+        const ODD: [u32; 26] = [
+            1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25,
+            24, 23,
+        ];
+        let mut letters = [b'A'; 6];
+        let mut n = i;
+        for l in letters.iter_mut().rev() {
+            *l = b'A' + u8::try_from(n % 26).unwrap();
+            n /= 26;
+        }
+        let mut s = String::from_utf8(letters.to_vec()).unwrap();
+        s.push_str("80A01H501");
+        let mut sum = 0;
+        for (pos, c) in s.chars().enumerate() {
+            let v = if c.is_ascii_digit() {
+                c as u32 - '0' as u32
+            } else {
+                c as u32 - 'A' as u32
+            };
+            sum += if pos % 2 == 0 {
+                ODD[usize::try_from(v).unwrap()]
+            } else {
+                v
+            };
+        }
+        s.push(char::from(b'A' + u8::try_from(sum % 26).unwrap()));
+        TaxCode::parse(&s).unwrap()
+    }
+}
