@@ -17,7 +17,7 @@ use crate::contact::Contacts;
 use crate::error::{Error, InputError, Refusal};
 use crate::format::{self, PinFormat};
 use crate::hash::{Hasher, Keyring, PinHash, Verified};
-use crate::machine::{self, Context, Mint};
+use crate::machine::{self, Context, Mint, Minter};
 use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
 use crate::secret::Pin;
@@ -183,19 +183,15 @@ impl<R: CryptoRng> ServiceMint<'_, R> {
 
 impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
     fn generate(&mut self, format: PinFormat) -> Pin {
-        format::generate(
-            format,
-            &mut *self.rng.lock().unwrap_or_else(PoisonError::into_inner),
-        )
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        Minter::new(self.hasher, &mut *rng).generate(format)
     }
     fn seal(&mut self, pin: &Pin) -> Result<PinHash, Error> {
-        Ok(self.hasher.hash(pin, &mut self.local_rng())?)
+        // Hash with a generator seeded under the lock, so the lock is not held while hashing.
+        Minter::new(self.hasher, &mut self.local_rng()).seal(pin)
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
-        Ok(matches!(
-            self.hasher.verify(pin, hash)?,
-            Verified::Match { .. }
-        ))
+        Minter::new(self.hasher, &mut self.local_rng()).matches(pin, hash)
     }
 }
 
@@ -209,7 +205,7 @@ fn store_err(tax: &TaxCode, e: StoreError) -> Error {
 }
 
 /// Refuses input that is no PIN of any kind (not 5 digits, nor 8 or 16 characters of the
-/// INPS alphabet), and returns it trimmed of one line ending.
+/// INPS alphabet); returns it unchanged (each parser trims line endings itself).
 fn check_shape(input: &str) -> Result<&str, Error> {
     let formats = [
         PinFormat::NoipaDigits5,
