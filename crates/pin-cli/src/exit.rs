@@ -11,6 +11,7 @@
 //! | 6 | PIN not usable here: right PIN but `must_change`, `expired` or `insufficient_level`, or `no_pin` |
 //! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
 //! | 8 | the audit chain does not verify (tampering or corruption) |
+//! | 9 | try again later: the database was busy, or other attempts on the PIN are still being checked; nothing was counted or changed |
 //!
 //! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
 //! to do; with `--json` the same failure is also printed on stdout as one JSON object
@@ -33,7 +34,8 @@ Exit codes:
   5  refused by the rules (actor, state, failed check, unknown/existing subject)
   6  PIN not usable here (must_change, expired, insufficient_level, no_pin)
   7  storage failure (database or key file missing, unreadable, corrupt)
-  8  the audit chain does not verify";
+  8  the audit chain does not verify
+  9  try again later (database busy, or attempts in flight); nothing counted or changed";
 
 /// Why a command failed, which fixes the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub(crate) enum Kind {
     Storage,
     /// The audit chain is broken.
     Integrity,
+    /// Nothing was done; the same command may succeed later (busy database, attempts in
+    /// flight).
+    Retry,
 }
 
 impl Kind {
@@ -68,6 +73,7 @@ impl Kind {
             Self::NotUsable => 6,
             Self::Storage => 7,
             Self::Integrity => 8,
+            Self::Retry => 9,
         }
     }
 
@@ -82,6 +88,7 @@ impl Kind {
             Self::NotUsable => "not_usable",
             Self::Storage => "storage",
             Self::Integrity => "integrity",
+            Self::Retry => "retry",
         }
     }
 
@@ -91,6 +98,7 @@ impl Kind {
             VerifyOutcome::Accepted { .. } => None,
             VerifyOutcome::Rejected { .. } => Some(Self::Rejected),
             VerifyOutcome::Locked => Some(Self::Locked),
+            VerifyOutcome::TryLater { .. } => Some(Self::Retry),
             VerifyOutcome::MustChange
             | VerifyOutcome::Expired { .. }
             | VerifyOutcome::InsufficientLevel { .. }
@@ -141,6 +149,7 @@ fn kind_of(e: &CoreError) -> Kind {
         CoreError::Batch { source, .. } => kind_of(source),
         CoreError::Input(_) | CoreError::Policy(_) => Kind::Input,
         CoreError::Refused(pin_core::Refusal::Blocked) => Kind::Locked,
+        e if e.is_retryable() => Kind::Retry,
         CoreError::Refused(_)
         | CoreError::UnknownSubject(_)
         | CoreError::SubjectExists(_)
@@ -149,7 +158,7 @@ fn kind_of(e: &CoreError) -> Kind {
         | CoreError::Store(StoreError::Exists | StoreError::NotFound | StoreError::EmailTaken) => {
             Kind::Refused
         }
-        CoreError::Store(_) | CoreError::Hash(_) => Kind::Storage,
+        CoreError::Store(_) | CoreError::Hash(_) | CoreError::Config(_) => Kind::Storage,
         _ => Kind::Internal,
     }
 }

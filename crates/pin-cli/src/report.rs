@@ -358,6 +358,11 @@ pub(crate) fn outcome_json(outcome: &VerifyOutcome, remaining: Option<u32>) -> V
             m.insert("level".into(), Value::from(level_name(*have)));
             m.insert("required_level".into(), Value::from(level_name(*need)));
         }
+        VerifyOutcome::TryLater { retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            m.insert("retry_after_secs".into(), Value::from(secs));
+            m.insert("retryable".into(), Value::Bool(true));
+        }
         VerifyOutcome::Locked | VerifyOutcome::MustChange | VerifyOutcome::NoPin => {}
     }
     Value::Object(m)
@@ -387,6 +392,10 @@ pub(crate) fn outcome_text(outcome: &VerifyOutcome) -> String {
             "locked: the PIN is blocked after too many wrong attempts; reset it or be identified again"
                 .to_owned()
         }
+        VerifyOutcome::TryLater { retry_after } => format!(
+            "try_later: other attempts on this PIN are still being checked; nothing was counted — retry in {} s",
+            retry_after.as_secs().max(1)
+        ),
         VerifyOutcome::MustChange => {
             "must_change: the PIN is right but must be changed first (pin change)".to_owned()
         }

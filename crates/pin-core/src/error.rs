@@ -9,6 +9,7 @@ use crate::contact::ContactError;
 use crate::format::PinInputError;
 use crate::hash::HashError;
 use crate::policy::PolicyError;
+use crate::secret::KeyId;
 use crate::store::StoreError;
 use crate::tax_code::{TaxCode, TaxCodeError};
 
@@ -39,6 +40,10 @@ pub enum Error {
     /// A stored hash cannot be used (malformed, unknown key, parameters out of bounds).
     #[error("stored PIN hash cannot be used: {0}")]
     Hash(#[from] HashError),
+    /// The service is configured wrongly for this store (another pepper key, hashes made
+    /// with other parameters): nothing was counted or changed. An operator must act.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The policy is not valid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -53,6 +58,45 @@ pub enum Error {
     /// The record kept changing under us; the action was not applied.
     #[error("the record of {0} changed concurrently too many times; try again")]
     Contention(TaxCode),
+}
+
+impl Error {
+    /// Whether the same call may succeed later unchanged: the store was busy or
+    /// unreachable, or the record kept changing. Nothing was changed in those cases.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Contention(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The service's configuration does not fit the store: detected before any attempt is
+/// counted, so that a misconfigured service never turns a right PIN into a failure (POL-8).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The store recorded another fingerprint for this pepper key id: the key file is not
+    /// the one this database's hashes were made with.
+    #[error(
+        "wrong key file for this database: pepper key id {} does not match the fingerprint \
+         recorded in the database; use the key file the database was set up with",
+        .0.0
+    )]
+    WrongKey(KeyId),
+    /// The stored hash was made with the parameters meant only for tests.
+    #[error(
+        "hash made with test-only parameters: this PIN was hashed with the insecure test \
+         settings (e.g. PIN_INSECURE_FAST_HASH=1) and the service now runs with real ones; \
+         use the same settings, or issue a new PIN"
+    )]
+    TestOnlyHash,
+    /// The stored hash cannot be checked by this service (key not in the keyring,
+    /// parameters outside the floor/cap, malformed).
+    #[error("the PIN hash on record cannot be checked by this service: {0}")]
+    UnusableHash(HashError),
 }
 
 /// Malformed input.

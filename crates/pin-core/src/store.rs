@@ -49,6 +49,25 @@ pub enum StoreError {
     /// The backend failed (I/O, database).
     #[error("{0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The backend is busy: another writer held the lock past the store's busy deadline, or
+    /// every connection of a pool is in use. Nothing was changed; retrying later may
+    /// succeed ([`StoreError::is_retryable`]).
+    #[error("the database is busy; nothing was changed, retry shortly ({0})")]
+    Busy(Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot be reached or refuses connections (a server down, restarting, or
+    /// out of connection slots). Nothing was changed; retrying later may succeed.
+    #[error("the database is unavailable; nothing was changed, retry later ({0})")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later unchanged: the store was busy, unreachable,
+    /// or the record moved under a compare-and-swap. Corrupt data, a missing subject or a
+    /// taken e-mail address are not retryable.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict | Self::Busy(_) | Self::Unavailable(_))
+    }
 }
 
 /// Persistent storage of subjects, attempt counters and the audit log.

@@ -69,8 +69,17 @@ pub enum VerifyOutcome {
         /// The next wrong attempt blocks the PIN.
         final_try: bool,
     },
-    /// The PIN is blocked (INPS-12, POL-1); only a new issue helps (POL-5).
+    /// The PIN is blocked for good (INPS-12, POL-1); only a new issue helps (POL-5). Said
+    /// only of a lock made permanent by wrong PINs: it is final.
     Locked,
+    /// Not checked now, and not counted: other attempts on this PIN are still being
+    /// compared and together they fill what is left of the attempt budget. Retry after
+    /// `retry_after`; the PIN is not locked (POL-8).
+    TryLater {
+        /// How long to wait before retrying.
+        #[serde(rename = "retry_after_secs", serialize_with = "ceil_secs")]
+        retry_after: std::time::Duration,
+    },
     /// The PIN is right but is the 16-character initial one: change it first (INPS-3).
     MustChange,
     /// The PIN is right but expired.
@@ -98,12 +107,20 @@ impl VerifyOutcome {
             Self::Accepted { .. } => "accepted",
             Self::Rejected { .. } => "rejected",
             Self::Locked => "locked",
+            Self::TryLater { .. } => "try_later",
             Self::MustChange => "must_change",
             Self::Expired { .. } => "expired",
             Self::InsufficientLevel { .. } => "insufficient_level",
             Self::NoPin => "no_pin",
         }
     }
+}
+
+/// Serialises a duration as whole seconds, rounded up (a client told "retry after 0 s"
+/// would retry at once).
+fn ceil_secs<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.serialize_u64(secs)
 }
 
 /// Step 1's answer.
