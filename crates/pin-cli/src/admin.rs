@@ -189,7 +189,7 @@ pub(crate) fn outbox(ctx: &Ctx, tax: Option<&TaxCode>) -> Result<Done, Failure> 
 
 /// `pin audit show | verify`.
 pub(crate) fn audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<Done, Failure> {
-    let store = app::open_store(ctx)?;
+    let store = app::open_store_for(ctx, crate::db::Access::Read)?;
     match cmd {
         AuditCmd::Show { tax_code } => {
             let events = store.audit_log(tax_code.as_ref())?;

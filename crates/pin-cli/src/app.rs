@@ -9,15 +9,13 @@ use pin_core::service::PinService;
 use pin_core::store::Store;
 use pin_core::subject::Channel;
 use pin_core::tax_code::TaxCode;
-use pin_postgres::PostgresStore;
 use pin_smtp::{ChannelRouter, Credentials, SmtpConfig, SmtpNotifier};
-use pin_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::cli::{DeliveryArgs, Global, NotifierArg};
-use crate::db::{AnyStore, Db};
-use crate::exit::{Failure, one_line};
+use crate::db::{Access, AnyStore, Db};
+use crate::exit::Failure;
 use crate::key;
 use crate::outbox::{FileOutbox, file_name};
 
@@ -127,29 +125,26 @@ pub(crate) fn os_rng() -> Result<ChaCha20Rng, Failure> {
     Ok(ChaCha20Rng::from_seed(*seed))
 }
 
-/// Opens an existing database (never creates one): an SQLite file, or a PostgreSQL
-/// database (whose schema is brought up to date).
+/// Opens an existing database (never creates one) to read and write: an SQLite file, or a
+/// PostgreSQL database (whose schema is brought up to date).
 pub(crate) fn open_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
+    open_store_for(ctx, Access::Write)
+}
+
+/// Opens an existing database (never creates one) for `access`.
+pub(crate) fn open_store_for(ctx: &Ctx, access: Access) -> Result<AnyStore, Failure> {
     if !ctx.db.exists() {
         return Err(Failure::storage(format!(
             "no PIN database at {}; run `pin init` to create it, or pass --db (or set PIN_DB or PIN_DATABASE_URL)",
             ctx.db.display()
         )));
     }
-    create_store(ctx)
+    ctx.db.open(access)
 }
 
 /// Creates (or opens) the database of `ctx.db`.
 pub(crate) fn create_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
-    let failed = |e: &dyn std::fmt::Display| Failure::storage(one_line(&e.to_string()));
-    match &ctx.db {
-        Db::File(path) => SqliteStore::open(path)
-            .map(AnyStore::Sqlite)
-            .map_err(|e| failed(&e)),
-        Db::Postgres(url) => PostgresStore::open(url)
-            .map(|s| AnyStore::Postgres(Box::new(s)))
-            .map_err(|e| failed(&e)),
-    }
+    ctx.db.open(Access::Create)
 }
 
 /// The hasher of this database's key and the policy.

@@ -12,7 +12,10 @@ use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
 use pin_core::verify::{Reservation, Settlement};
 use pin_postgres::PostgresStore;
-use pin_sqlite::SqliteStore;
+use pin_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::cli::{AuditCmd, Cmd};
+use crate::exit::{Failure, Kind, one_line};
 
 /// Where the records are.
 #[derive(Clone)]
@@ -64,6 +67,57 @@ impl Db {
         match self {
             Self::File(p) => p.display().to_string(),
             Self::Postgres(url) => mask_password(url),
+        }
+    }
+}
+
+/// How a command uses the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads only: an SQLite file is opened read-only, so the command never takes the
+    /// write lock and never waits for writers.
+    Read,
+    /// Reads and writes an existing database (never creates one).
+    Write,
+    /// May create the database (`pin init`, `pin demo`).
+    Create,
+}
+
+impl Cmd {
+    /// How this command uses the database: the commands that only show something read.
+    pub(crate) fn access(&self) -> Access {
+        match self {
+            Self::Status { .. } | Self::Audit(AuditCmd::Show { .. } | AuditCmd::Verify) => {
+                Access::Read
+            }
+            _ => Access::Write,
+        }
+    }
+}
+
+impl Db {
+    /// Opens the store. A busy SQLite file (locked by other writers past the busy deadline)
+    /// is a [`Kind::Retry`] failure ("busy: retry …"); any other failure to open is a
+    /// storage failure naming the database.
+    pub(crate) fn open(&self, access: Access) -> Result<AnyStore, Failure> {
+        match self {
+            Self::File(path) => {
+                let options = SqliteOptions::new()
+                    .create(access == Access::Create)
+                    .read_only(access == Access::Read);
+                SqliteStore::open_with(path, &options)
+                    .map(AnyStore::Sqlite)
+                    .map_err(|e| {
+                        if e.is_busy() {
+                            Failure::new(Kind::Retry, format!("busy: retry in a moment; {e}"))
+                        } else {
+                            Failure::storage(one_line(&e.to_string()))
+                        }
+                    })
+            }
+            Self::Postgres(url) => PostgresStore::open(url)
+                .map(|s| AnyStore::Postgres(Box::new(s)))
+                .map_err(|e| Failure::storage(one_line(&e.to_string()))),
         }
     }
 }

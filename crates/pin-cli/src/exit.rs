@@ -15,7 +15,9 @@
 //!
 //! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
 //! to do; with `--json` the same failure is also printed on stdout as one JSON object
-//! `{"ok": false, "error": {"kind": …, "message": …, "exit_code": …}}`.
+//! `{"ok": false, "error": {"kind": …, "message": …, "exit_code": …, "retryable": …}}`;
+//! `retryable` is true exactly for exit code 9 (the same command may succeed later
+//! unchanged: a busy database says "busy: retry …", never to check permissions).
 
 use std::fmt;
 
@@ -170,6 +172,13 @@ impl From<CoreError> for Failure {
             CoreError::Store(StoreError::Backend(_)) => {
                 format!("{e}; check that the database file is readable and writable, and retry")
             }
+            // Never "check permissions": nothing is wrong but the load.
+            CoreError::Store(StoreError::Busy(source)) => format!(
+                "busy: retry in a moment; other processes held the database's write lock past the wait deadline, and nothing was changed ({source})"
+            ),
+            CoreError::Store(StoreError::Unavailable(source)) => format!(
+                "unavailable: retry later; the database server refused or dropped the connection, and nothing was changed ({source})"
+            ),
             _ => e.to_string(),
         };
         Self::new(kind, one_line(&message))

@@ -19,9 +19,11 @@
 //! | 6 | PIN not usable here: `must_change`, `expired`, `insufficient_level`, `no_pin` |
 //! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
 //! | 8 | the audit chain does not verify |
+//! | 9 | try again later: the database was busy (`busy: retry …`), or other attempts on the PIN are still being checked; nothing was counted or changed |
 //!
 //! Errors are one line on stderr (`pin: error: …`); with `--json` the failure is also one
-//! JSON object on stdout. A failed command changes nothing.
+//! JSON object on stdout, whose `retryable` is true for exit code 9. A failed command
+//! changes nothing.
 //!
 //! # Test-only fast hashing
 //!
@@ -124,7 +126,12 @@ fn fail(f: &Failure, json: bool) -> ExitCode {
     if json {
         let obj = json!({
             "ok": false,
-            "error": { "kind": f.kind.name(), "message": one_line(&f.message), "exit_code": f.kind.code() },
+            "error": {
+                "kind": f.kind.name(),
+                "message": one_line(&f.message),
+                "exit_code": f.kind.code(),
+                "retryable": f.kind == Kind::Retry,
+            },
         });
         println!("{obj}");
     }

@@ -24,7 +24,7 @@ pub(crate) fn run(cli: Cli) -> Result<Done, Failure> {
         Cmd::Hash { format } => admin::hash(&ctx, format.into()),
         Cmd::Audit(a) => admin::audit(&ctx, &a),
         command => {
-            let store = app::open_store(&ctx)?;
+            let store = app::open_store_for(&ctx, command.access())?;
             let svc = app::service(&ctx, store)?;
             with_service(&ctx, &svc, command)
         }

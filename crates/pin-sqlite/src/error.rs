@@ -1,8 +1,11 @@
 //! The crate's errors: [`OpenError`] for opening a database, and [`DbError`], the opaque
-//! SQLite failure carried inside [`pin_core::store::StoreError::Backend`].
+//! SQLite failure carried inside [`pin_core::store::StoreError::Backend`] (or
+//! [`pin_core::store::StoreError::Busy`] when the database stayed locked past the busy
+//! deadline).
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A failure of SQLite itself.
 ///
@@ -39,13 +42,22 @@ impl fmt::Display for DbError {
     }
 }
 
+impl OpenError {
+    /// Whether the database was only busy: opening it again later may succeed.
+    #[must_use]
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy { .. })
+    }
+}
+
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
     }
 }
 
-/// Why [`crate::SqliteStore::open`] failed. In every case the file was left as it was.
+/// Why [`crate::SqliteStore::open`] (or [`crate::SqliteOptions::open`]) failed. In every
+/// case the file was left as it was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -81,10 +93,43 @@ pub enum OpenError {
         /// The newest schema version this crate knows.
         supported: i64,
     },
-    /// The file (or its directory) is read-only. The store writes on every verification
-    /// (the attempt counter), so it cannot work on a read-only file.
+    /// There is no database at the path, and the store was opened without
+    /// [`crate::SqliteOptions::create`] (or read-only): only a creating open makes one.
     #[error(
-        "cannot open PIN database {path}: the file is read-only; the store must write to count attempts — make the file and its directory writable"
+        "cannot open PIN database {path}: there is no such file; create the database first (`pin init`)"
+    )]
+    Missing {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is an SQLite database (or an empty file) without the PIN schema: zero
+    /// bytes long, or an empty database, when the store may not create one; or a database
+    /// of some other program, whatever the options (its tables are never added to).
+    #[error("cannot open PIN database {path}: {reason}")]
+    NotAPinDatabase {
+        /// The database path.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// Other connections held the database's lock for longer than the busy deadline
+    /// ([`crate::SqliteOptions::busy_timeout`]) while it was being opened. Nothing was
+    /// changed; opening again later may succeed.
+    #[error(
+        "cannot open PIN database {path} now: it stayed locked by other writers for more than {} s; nothing was changed — retry shortly",
+        waited.as_secs_f64()
+    )]
+    Busy {
+        /// The database path.
+        path: PathBuf,
+        /// The busy deadline that passed.
+        waited: Duration,
+    },
+    /// The file (or its directory) is read-only. The store writes on every verification
+    /// (the attempt counter), so it cannot work on a read-only file; open it with
+    /// [`crate::SqliteOptions::read_only`] to read it.
+    #[error(
+        "cannot open PIN database {path}: the file is read-only; the store must write to count attempts — make the file and its directory writable (reading only needs a read-only open)"
     )]
     ReadOnly {
         /// The database path.

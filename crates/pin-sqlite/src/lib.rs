@@ -45,10 +45,23 @@
 //!
 //! [`SqliteStore`] is `Send + Sync` and keeps a few connections (a small pool; one for
 //! [`SqliteStore::open_in_memory`]). Every write is a `BEGIN IMMEDIATE` transaction, which
-//! takes the database's write lock up front and waits for it up to a busy timeout of 5 s:
-//! a deferred transaction upgraded to a write could fail with "database is locked" under
-//! WAL contention instead of waiting. Several stores, threads or processes may open the same
-//! file.
+//! takes the database's write lock up front: a deferred transaction upgraded to a write
+//! could fail with "database is locked" under WAL contention instead of waiting. Several
+//! stores, threads or processes may open the same file.
+//!
+//! **Under load.** A connection that finds the lock taken waits for it, SQLite retrying
+//! with a growing back-off (up to 100 ms apart), up to a busy deadline:
+//! [`DEFAULT_BUSY_TIMEOUT`] (30 s), or [`SqliteOptions::busy_timeout`]. A lock held past
+//! the deadline is [`pin_core::store::StoreError::Busy`] ([`OpenError::Busy`] while
+//! opening): nothing was changed and the call may be repeated
+//! ([`pin_core::store::StoreError::is_retryable`]). Readers never wait for writers (WAL),
+//! and opening an up-to-date database only reads; [`SqliteStore::open_read_only`] never
+//! takes the write lock at all. So 200 processes verifying PINs on one file at once all
+//! get their answer (measured by the CLI's load test).
+//!
+//! **Files.** Only a creating open ([`SqliteOptions::create`], the default of
+//! [`SqliteStore::open`]) makes a database, with mode `0600` (and so its `-wal` and
+//! `-shm`); an SQLite database of another program is never added to.
 //!
 //! # Schema (version 1, `PRAGMA user_version`)
 //!
@@ -84,10 +97,12 @@
 
 mod chain;
 mod error;
+mod options;
 mod schema;
 mod store;
 
 pub use error::{DbError, OpenError};
+pub use options::{DEFAULT_BUSY_TIMEOUT, DEFAULT_POOL_SIZE, SqliteOptions};
 pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;

@@ -2,14 +2,11 @@
 //! `PRAGMA user_version`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::error::{DbError, OpenError};
-
-/// How long a connection waits for another connection's write lock before failing.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::options::SqliteOptions;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `user_version` is `n`.
 /// Append only: never edit a migration that has shipped.
@@ -105,11 +102,15 @@ impl Location {
     }
 }
 
-fn open_err(location: &Location, e: rusqlite::Error) -> OpenError {
+fn open_err(location: &Location, options: &SqliteOptions, e: rusqlite::Error) -> OpenError {
     let path = location.path();
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => OpenError::NotADatabase { path },
         Some(ErrorCode::ReadOnly) => OpenError::ReadOnly { path },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => OpenError::Busy {
+            path,
+            waited: options.busy_timeout,
+        },
         _ => OpenError::Db {
             path,
             source: DbError::new(e),
@@ -123,7 +124,7 @@ fn open_err(location: &Location, e: rusqlite::Error) -> OpenError {
 /// Read-only is decided from the file's permission bits, not by trying to write: a process
 /// running as root may write to a file whose mode is `0444`, but the owner marked it
 /// read-only and we respect that.
-fn check_path(path: &Path) -> Result<(), OpenError> {
+fn check_path(path: &Path, options: &SqliteOptions) -> Result<(), OpenError> {
     let directory = match path.parent() {
         Some(d) if d.as_os_str().is_empty() => Path::new("."),
         Some(d) => d,
@@ -139,12 +140,16 @@ fn check_path(path: &Path) -> Result<(), OpenError> {
         Ok(m) if m.is_dir() => Err(OpenError::NotADatabase {
             path: path.to_owned(),
         }),
-        Ok(m) if m.permissions().readonly() => Err(OpenError::ReadOnly {
+        Ok(m) if m.permissions().readonly() && !options.read_only => Err(OpenError::ReadOnly {
             path: path.to_owned(),
         }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::fs::metadata(directory).is_ok_and(|m| m.permissions().readonly()) {
+            if options.read_only || !options.create {
+                Err(OpenError::Missing {
+                    path: path.to_owned(),
+                })
+            } else if std::fs::metadata(directory).is_ok_and(|m| m.permissions().readonly()) {
                 Err(OpenError::ReadOnly {
                     path: path.to_owned(),
                 })
@@ -159,28 +164,58 @@ fn check_path(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// Makes an empty file of mode `0600` for SQLite to fill, so that neither the database
+/// nor its `-wal` and `-shm` (which SQLite creates with the database's mode) are ever
+/// readable by others. A file that appeared meanwhile (another process creating the same
+/// database) is left alone.
+fn create_private(path: &Path) -> Result<(), OpenError> {
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    match file.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(OpenError::Db {
+            path: path.to_owned(),
+            source: DbError::new(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
+        }),
+    }
+}
+
 /// Opens one connection and sets it up: busy timeout, schema version check, WAL, foreign
 /// keys, `synchronous = FULL`. Does not migrate.
 ///
-/// The schema version is read before anything is written, so that a newer database or a
-/// file that is not a database is left byte for byte as it was.
-pub(crate) fn connect(location: &Location) -> Result<Connection, OpenError> {
+/// Nothing is written when the database is already set up: the schema version and the
+/// journal mode are read, and WAL is switched on only when the file is not in WAL mode
+/// yet (a new file). `foreign_keys` and `synchronous` are settings of the connection, not
+/// of the file. So a newer database, a file that is not a database, or an up-to-date
+/// database opened by many processes at once is left byte for byte as it was, and opening
+/// never takes the write lock. A read-only connection is opened with SQLite's read-only
+/// flag and never writes at all.
+pub(crate) fn connect(
+    location: &Location,
+    options: &SqliteOptions,
+) -> Result<Connection, OpenError> {
     let conn = match location {
         Location::File(path) => {
-            check_path(path)?;
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            check_path(path, options)?;
+            let flags = if options.read_only {
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            } else {
+                if options.create {
+                    create_private(path)?;
+                }
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            };
             Connection::open_with_flags(path, flags)
         }
         Location::Memory => Connection::open_in_memory(),
     }
-    .map_err(|e| open_err(location, e))?;
-    let err = |e| open_err(location, e);
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(err)?;
+    .map_err(|e| open_err(location, options, e))?;
+    let err = |e| open_err(location, options, e);
+    conn.busy_timeout(options.busy_timeout).map_err(err)?;
+    let found = user_version(&conn).map_err(err)?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::NewerSchema {
             path: location.path(),
@@ -188,14 +223,21 @@ pub(crate) fn connect(location: &Location) -> Result<Connection, OpenError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(err)?;
-    if matches!(location, Location::File(_)) && !mode.eq_ignore_ascii_case("wal") {
-        return Err(OpenError::DamagedSchema {
-            path: location.path(),
-            reason: format!("SQLite refused WAL mode (journal_mode is {mode})"),
-        });
+    if let Location::File(_) = location {
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") && !options.read_only {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(OpenError::DamagedSchema {
+                    path: location.path(),
+                    reason: format!("SQLite refused WAL mode (journal_mode is {mode})"),
+                });
+            }
+        }
     }
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err)?;
@@ -204,10 +246,77 @@ pub(crate) fn connect(location: &Location) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// How many objects (tables, indexes, triggers, views) the database holds.
+fn objects(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+}
+
+/// Brings the schema of a freshly opened connection up to date, or checks that it is.
+///
+/// An up-to-date database is only read (no write lock, no write). A read-only open, or
+/// one without [`SqliteOptions::create`], never migrates from nothing: an empty file or
+/// database is [`OpenError::NotAPinDatabase`]. A database of version 0 that holds tables
+/// belongs to another program and is refused whatever the options.
+pub(crate) fn prepare(
+    conn: &mut Connection,
+    location: &Location,
+    options: &SqliteOptions,
+) -> Result<(), OpenError> {
+    let err = |e| open_err(location, options, e);
+    let found = user_version(conn).map_err(err)?;
+    if found == SCHEMA_VERSION {
+        return check_tables(conn, location, options);
+    }
+    let in_memory = matches!(location, Location::Memory);
+    if found == 0 && objects(conn).map_err(err)? > 0 {
+        return Err(foreign(location));
+    }
+    if options.read_only {
+        return Err(if found == 0 {
+            not_initialised(location)
+        } else {
+            OpenError::DamagedSchema {
+                path: location.path(),
+                reason: format!(
+                    "schema version {found} needs upgrading to {SCHEMA_VERSION}, which a read-only open does not do; open it once for writing"
+                ),
+            }
+        });
+    }
+    if found == 0 && !options.create && !in_memory {
+        return Err(not_initialised(location));
+    }
+    migrate(conn, location, options)
+}
+
+fn not_initialised(location: &Location) -> OpenError {
+    OpenError::NotAPinDatabase {
+        path: location.path(),
+        reason:
+            "the file is empty, not a PIN database; remove it and create the database (`pin init`)"
+                .into(),
+    }
+}
+
+fn foreign(location: &Location) -> OpenError {
+    OpenError::NotAPinDatabase {
+        path: location.path(),
+        reason: "it is an SQLite database of another program (it has tables but no PIN schema); check the path".into(),
+    }
+}
+
 /// Applies the missing migrations, each in its own `BEGIN IMMEDIATE` transaction that also
 /// sets `user_version`, then checks that the tables are there.
-pub(crate) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), OpenError> {
-    let err = |e| open_err(location, e);
+fn migrate(
+    conn: &mut Connection,
+    location: &Location,
+    options: &SqliteOptions,
+) -> Result<(), OpenError> {
+    let err = |e| open_err(location, options, e);
     for (n, sql) in (1..).zip(MIGRATIONS) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -223,6 +332,11 @@ pub(crate) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), 
                 supported: SCHEMA_VERSION,
             });
         }
+        if found == 0 && n == 1 && objects(&tx).map_err(err)? > 0 {
+            // Checked again under the write lock: never add tables to another program's
+            // database.
+            return Err(foreign(location));
+        }
         if found < n {
             if found != n - 1 {
                 return Err(OpenError::DamagedSchema {
@@ -235,6 +349,16 @@ pub(crate) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), 
         }
         tx.commit().map_err(err)?;
     }
+    check_tables(conn, location, options)
+}
+
+/// Checks that the tables of the current schema are there (a read).
+fn check_tables(
+    conn: &Connection,
+    location: &Location,
+    options: &SqliteOptions,
+) -> Result<(), OpenError> {
+    let err = |e| open_err(location, options, e);
     for table in TABLES {
         let present: bool = conn
             .query_row(

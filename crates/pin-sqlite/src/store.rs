@@ -17,16 +17,21 @@ use rusqlite::{
 
 use crate::chain;
 use crate::error::{DbError, OpenError};
+use crate::options::SqliteOptions;
 use crate::schema::{self, Location};
-
-/// Connections a file store keeps open at most; callers beyond wait for one.
-const POOL_SIZE: usize = 4;
 
 /// The database, as named in messages.
 const ENGINE: &str = "SQLite";
 
-/// A backend failure from SQLite.
+/// A backend failure from SQLite; [`StoreError::Busy`] when the database stayed locked past
+/// the busy deadline (the statement, and its transaction, changed nothing).
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
+    if matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    ) {
+        return StoreError::Busy(Box::new(DbError::new(e)));
+    }
     match e {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
@@ -54,7 +59,7 @@ struct PoolState {
 #[derive(Debug)]
 struct Pool {
     location: Location,
-    max: usize,
+    options: SqliteOptions,
     state: Mutex<PoolState>,
     returned: Condvar,
 }
@@ -74,10 +79,10 @@ impl Pool {
                     conn: Some(conn),
                 });
             }
-            if state.open < self.max {
+            if state.open < self.options.pool_size {
                 state.open += 1;
                 drop(state);
-                return match schema::connect(&self.location) {
+                return match schema::connect(&self.location, &self.options) {
                     Ok(conn) => Ok(Checkout {
                         pool: self,
                         conn: Some(conn),
@@ -85,7 +90,11 @@ impl Pool {
                     Err(e) => {
                         self.lock().open -= 1;
                         self.returned.notify_one();
-                        Err(StoreError::Backend(Box::new(e)))
+                        Err(if e.is_busy() {
+                            StoreError::Busy(Box::new(e))
+                        } else {
+                            StoreError::Backend(Box::new(e))
+                        })
                     }
                 };
             }
@@ -137,15 +146,44 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date,
+    /// with the default [`SqliteOptions`]. When the schema is already up to date, opening
+    /// only reads: it takes no write lock and writes nothing.
     ///
     /// # Errors
     /// [`OpenError::MissingDirectory`], [`OpenError::NotADatabase`],
+    /// [`OpenError::NotAPinDatabase`] (another program's database),
     /// [`OpenError::NewerSchema`], [`OpenError::ReadOnly`] (decided from the permission bits
-    /// before opening, so also when running as root), [`OpenError::DamagedSchema`], or
-    /// [`OpenError::Db`]. In each case an existing file is left as it was.
+    /// before opening, so also when running as root), [`OpenError::DamagedSchema`],
+    /// [`OpenError::Busy`], or [`OpenError::Db`]. In each case an existing file is left as
+    /// it was.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        Self::open_at(Location::File(path.as_ref().to_owned()), POOL_SIZE)
+        Self::open_with(path, &SqliteOptions::new())
+    }
+
+    /// Opens the database at `path` for reading only ([`SqliteOptions::read_only`]): no
+    /// write lock is ever taken and nothing is written, so any number of readers run beside
+    /// the writers; the file may be read-only. Every write through the store fails.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open_with`]; [`OpenError::Missing`] when there is no file.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path, &SqliteOptions::new().read_only(true))
+    }
+
+    /// Opens the database at `path` as `options` say (create or not, read-only or not, busy
+    /// deadline, pool size).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`]; also [`OpenError::Missing`] (no file, and no
+    /// [`SqliteOptions::create`]) and [`OpenError::NotAPinDatabase`] for an empty file
+    /// then.
+    pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self, OpenError> {
+        let mut options = options.clone();
+        if options.read_only {
+            options.create = false;
+        }
+        Self::open_at(Location::File(path.as_ref().to_owned()), options)
     }
 
     /// A private database in memory, for tests: one connection, so operations from several
@@ -154,12 +192,15 @@ impl SqliteStore {
     /// # Errors
     /// [`OpenError::Db`] when SQLite fails.
     pub fn open_in_memory() -> Result<Self, OpenError> {
-        Self::open_at(Location::Memory, 1)
+        Self::open_at(
+            Location::Memory,
+            SqliteOptions::new().read_only(false).pool_size(1),
+        )
     }
 
-    fn open_at(location: Location, max: usize) -> Result<Self, OpenError> {
-        let mut conn = schema::connect(&location)?;
-        schema::migrate(&mut conn, &location)?;
+    fn open_at(location: Location, options: SqliteOptions) -> Result<Self, OpenError> {
+        let mut conn = schema::connect(&location, &options)?;
+        schema::prepare(&mut conn, &location, &options)?;
         let state = PoolState {
             idle: vec![conn],
             open: 1,
@@ -167,11 +208,17 @@ impl SqliteStore {
         Ok(Self {
             pool: Pool {
                 location,
-                max,
+                options,
                 state: Mutex::new(state),
                 returned: Condvar::new(),
             },
         })
+    }
+
+    /// The options this store was opened with.
+    #[must_use]
+    pub fn options(&self) -> &SqliteOptions {
+        &self.pool.options
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits when it returns `Ok`.
