@@ -51,11 +51,16 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqliteOptions {
-    pub(crate) create: bool,
-    pub(crate) read_only: bool,
-    pub(crate) busy_timeout: Duration,
-    pub(crate) pool_size: usize,
+    /// See [`SqliteOptions::create`].
+    pub create: bool,
+    /// See [`SqliteOptions::read_only`].
+    pub read_only: bool,
+    /// See [`SqliteOptions::busy_timeout`].
+    pub busy_timeout: Duration,
+    /// See [`SqliteOptions::pool_size`] (0 is taken as 1).
+    pub pool_size: usize,
 }
 
 impl Default for SqliteOptions {

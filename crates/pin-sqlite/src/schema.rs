@@ -223,6 +223,17 @@ pub(crate) fn connect(
             supported: SCHEMA_VERSION,
         });
     }
+    if let Location::File(_) = location
+        && found == 0
+    {
+        // Decided before anything is written (switching to WAL writes the header).
+        if objects(&conn).map_err(err)? > 0 {
+            return Err(foreign(location));
+        }
+        if !options.create {
+            return Err(not_initialised(location));
+        }
+    }
     if let Location::File(_) = location {
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))

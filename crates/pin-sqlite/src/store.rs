@@ -183,6 +183,7 @@ impl SqliteStore {
         if options.read_only {
             options.create = false;
         }
+        options.pool_size = options.pool_size.max(1);
         Self::open_at(Location::File(path.as_ref().to_owned()), options)
     }
 

@@ -7,6 +7,7 @@
 )]
 
 mod bad_files;
+mod busy;
 mod common;
 mod concurrency;
 mod conformance;
