@@ -11,7 +11,7 @@ use pin_core::store::{Loaded, Store, StoreError};
 use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
 use pin_core::verify::{Reservation, Settlement};
-use pin_postgres::PostgresStore;
+use pin_postgres::{PostgresOptions, PostgresStore};
 use pin_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::cli::{AuditCmd, Cmd};
@@ -97,8 +97,10 @@ impl Cmd {
 
 impl Db {
     /// Opens the store. A busy SQLite file (locked by other writers past the busy deadline)
-    /// is a [`Kind::Retry`] failure ("busy: retry …"); any other failure to open is a
-    /// storage failure naming the database.
+    /// is a [`Kind::Retry`] failure ("busy: retry …"), and so is a PostgreSQL server that
+    /// refuses new connections ("unavailable: retry later; … refuses new connections: too
+    /// many clients …"); any other failure to open is a storage failure naming the
+    /// database.
     pub(crate) fn open(&self, access: Access) -> Result<AnyStore, Failure> {
         match self {
             Self::File(path) => {
@@ -115,9 +117,19 @@ impl Db {
                         }
                     })
             }
-            Self::Postgres(url) => PostgresStore::open(url)
+            // One command runs one operation at a time: one connection is all it takes of
+            // the server's max_connections.
+            Self::Postgres(url) => PostgresOptions::new()
+                .pool_size(1)
+                .open(url)
                 .map(|s| AnyStore::Postgres(Box::new(s)))
-                .map_err(|e| Failure::storage(one_line(&e.to_string()))),
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        Failure::new(Kind::Retry, format!("unavailable: retry later; {e}"))
+                    } else {
+                        Failure::storage(one_line(&e.to_string()))
+                    }
+                }),
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct Cluster {
     port: u16,
     password: String,
     as_postgres: bool,
+    max_connections: u32,
 }
 
 /// Where the server binaries are, if anywhere: a directory with `initdb` and `pg_ctl`.
@@ -75,6 +76,16 @@ impl Cluster {
     /// [`ClusterError`] when no binaries are found (see [`find_binaries`]) or `initdb` or
     /// `pg_ctl` fails (the server log is quoted).
     pub fn start() -> Result<Self, ClusterError> {
+        Self::start_with_max_connections(300)
+    }
+
+    /// Makes and starts a new cluster that accepts at most `max_connections` connections
+    /// at once (PostgreSQL's `max_connections`; the superuser may use all of them), to see
+    /// what callers get from a full server.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_with_max_connections(max_connections: u32) -> Result<Self, ClusterError> {
         let bin = find_binaries().ok_or_else(|| {
             fail("no PostgreSQL server binaries (initdb, pg_ctl); install the distribution's postgresql package or set PIN_POSTGRES_BIN")
         })?;
@@ -91,6 +102,7 @@ impl Cluster {
             port: 0,
             password,
             as_postgres,
+            max_connections,
         };
         if as_postgres {
             let status = Command::new("chown")
@@ -171,9 +183,10 @@ impl Cluster {
 
     fn pg_ctl(&self, action: &str) -> Result<(), ClusterError> {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections={}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.max_connections
         );
         self.run(
             "pg_ctl",

@@ -72,6 +72,30 @@ impl fmt::Display for DbError {
     }
 }
 
+impl OpenError {
+    /// Whether the same open (or connection) may succeed later unchanged: the server is
+    /// full or starting ([`OpenError::Refused`]). A server that does not answer at all
+    /// ([`OpenError::Unreachable`]) is a matter for its operator, not for a retry loop.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+}
+
+/// Every connection of a store's pool stayed in use for the whole pool timeout; the source
+/// of a [`pin_core::store::StoreError::Busy`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "all {size} connection(s) of the PostgreSQL pool stayed in use for {} s; nothing was changed",
+    waited.as_secs_f64()
+)]
+pub struct PoolExhausted {
+    /// The pool's size.
+    pub size: usize,
+    /// How long the caller waited.
+    pub waited: std::time::Duration,
+}
+
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
@@ -103,6 +127,20 @@ pub enum OpenError {
         /// `host:port`, database and user.
         server: String,
         /// The client's reason (connection refused, timed out, …).
+        reason: String,
+    },
+    /// The server is there but refuses new connections for now: it has no free connection
+    /// slot (`too many clients`, SQLSTATE 53300) or is starting up or shutting down
+    /// (57P03) — still so after asking again up to the pool timeout
+    /// ([`crate::PostgresOptions::pool_timeout`]). Nothing was changed; retrying later may
+    /// succeed ([`OpenError::is_retryable`]).
+    #[error(
+        "the PostgreSQL server at {server} refuses new connections: {reason}; nothing was changed — retry shortly, or give the server more connections (max_connections) or the callers fewer (a smaller pool)"
+    )]
+    Refused {
+        /// `host:port`, database and user.
+        server: String,
+        /// The server's message.
         reason: String,
     },
     /// The server refused the user name or password.

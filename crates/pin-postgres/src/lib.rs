@@ -60,9 +60,19 @@
 //! [`PostgresStore::open`] takes a URL (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`, any
 //! parameter of libpq's URL syntax that the `postgres` crate knows, e.g.
 //! `?connect_timeout=10`; 5 s when not given) and keeps a pool of up to
-//! [`DEFAULT_POOL_SIZE`] connections. When the server is down or refuses the credentials,
-//! the error says so ([`OpenError`]); when it comes back, the next operation reconnects —
-//! no restart of the caller. Connections are made without TLS: keep the server on the same
+//! [`DEFAULT_POOL_SIZE`] connections ([`PostgresOptions`] sets the size and the wait).
+//! When the server is down or refuses the credentials, the error says so ([`OpenError`]);
+//! when it comes back, the next operation reconnects — no restart of the caller.
+//!
+//! **Bounded, under load.** Each pooled connection is one of the server's
+//! `max_connections` (100 by default), so size the pools of all instances below it. A
+//! caller that finds the pool in use waits for a connection up to
+//! [`PostgresOptions::pool_timeout`] ([`DEFAULT_POOL_TIMEOUT`], 30 s), then gets
+//! [`pin_core::store::StoreError::Busy`]; a server that refuses new connections because
+//! it is full (`too many clients`) or starting up is asked again within the same timeout,
+//! then it is [`pin_core::store::StoreError::Unavailable`] ([`OpenError::Refused`] while
+//! opening), as is a server that cannot be reached. All three say so plainly, changed
+//! nothing, and are retryable. Connections are made without TLS: keep the server on the same
 //! host or a trusted network.
 //!
 //! # Schema (version 1, table `pin_migrations`)
@@ -99,14 +109,16 @@ mod chain;
 #[cfg(feature = "throwaway-cluster")]
 pub mod cluster;
 mod error;
+mod options;
 mod pool;
 mod schema;
 mod store;
 
-pub use error::{DbError, OpenError};
+pub use error::{DbError, OpenError, PoolExhausted};
+pub use options::{DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, PostgresOptions};
 pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
 pub use schema::SCHEMA_VERSION;
-pub use store::{DEFAULT_POOL_SIZE, PostgresStore};
+pub use store::PostgresStore;
 
 #[cfg(doc)]
 use pin_core::store::Store;

@@ -17,13 +17,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pin_core::store::StoreError;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Transaction};
 
-use crate::error::{DbError, connection_lost};
+use crate::error::{DbError, OpenError, PoolExhausted, connection_lost};
 use crate::schema::Target;
 
 /// How many times an operation is started at most.
@@ -49,10 +49,12 @@ struct PoolState {
     open: usize,
 }
 
-/// Up to `max` connections to one server, checked out for one operation each.
+/// Up to `max` connections to one server, checked out for one operation each; a caller
+/// waits up to `timeout` for one.
 pub(crate) struct Pool {
     target: Target,
     max: usize,
+    timeout: Duration,
     state: Mutex<PoolState>,
     returned: Condvar,
 }
@@ -269,10 +271,11 @@ enum Failed {
 }
 
 impl Pool {
-    pub(crate) fn new(target: Target, max: usize, first: Conn) -> Self {
+    pub(crate) fn new(target: Target, max: usize, timeout: Duration, first: Conn) -> Self {
         Self {
             target,
             max: max.max(1),
+            timeout,
             state: Mutex::new(PoolState {
                 idle: vec![first],
                 open: 1,
@@ -290,7 +293,12 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A connection: an idle one, a new one (the server asked again while it is full, up
+    /// to the timeout), or one returned within the timeout. A server that refuses or does
+    /// not answer is [`StoreError::Unavailable`]; a pool whose connections all stay in use
+    /// is [`StoreError::Busy`].
     fn checkout(&self) -> Result<Lease<'_>, StoreError> {
+        let start = Instant::now();
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
@@ -307,7 +315,8 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return match self.target.connect() {
+                let left = self.timeout.saturating_sub(start.elapsed());
+                return match self.target.connect_within(left) {
                     Ok(client) => Ok(Lease {
                         pool: self,
                         conn: Some(Conn::new(client)),
@@ -316,14 +325,26 @@ impl Pool {
                     Err(e) => {
                         self.lock().open -= 1;
                         self.returned.notify_one();
-                        Err(StoreError::Backend(Box::new(e)))
+                        Err(match e {
+                            OpenError::Refused { .. } | OpenError::Unreachable { .. } => {
+                                StoreError::Unavailable(Box::new(e))
+                            }
+                            e => StoreError::Backend(Box::new(e)),
+                        })
                     }
                 };
             }
+            let Some(left) = self.timeout.checked_sub(start.elapsed()) else {
+                return Err(StoreError::Busy(Box::new(PoolExhausted {
+                    size: self.max,
+                    waited: self.timeout,
+                })));
+            };
             state = self
                 .returned
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 

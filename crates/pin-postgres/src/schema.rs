@@ -1,7 +1,7 @@
 //! Connection settings and the numbered migrations, applied once under an advisory lock.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::config::Host;
 use postgres::{Client, Config, IsolationLevel, NoTls};
@@ -173,6 +173,23 @@ impl Target {
             .map_err(|e| classify_connect(&self.server, e))
     }
 
+    /// Opens one connection, asking again while the server refuses for now
+    /// ([`OpenError::Refused`]: full, or starting up) with a growing back-off (5 ms, 10 ms,
+    /// … up to 250 ms apart), until `deadline` has passed.
+    pub(crate) fn connect_within(&self, deadline: Duration) -> Result<Client, OpenError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.connect() {
+                Err(e) if e.is_retryable() && start.elapsed() + pause <= deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// An error of an open connection, as an [`OpenError`].
     pub(crate) fn db_err(&self, e: postgres::Error) -> OpenError {
         OpenError::Db {
@@ -216,7 +233,7 @@ fn classify_connect(server: &str, e: postgres::Error) -> OpenError {
             // invalid_catalog_name
             "3D000" => OpenError::NoDatabase { server, reason },
             // cannot_connect_now (starting up or shutting down), too_many_connections
-            "57P03" | "53300" => OpenError::Unreachable { server, reason },
+            "57P03" | "53300" => OpenError::Refused { server, reason },
             _ => OpenError::Db {
                 server,
                 source: DbError::new(e),

@@ -12,11 +12,9 @@ use postgres::Row;
 
 use crate::chain;
 use crate::error::OpenError;
+use crate::options::{DEFAULT_POOL_SIZE, PostgresOptions};
 use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
 use crate::schema::{self, Target};
-
-/// Connections a store keeps open at most by default; callers beyond wait for one.
-pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// How many times a reservation re-reads a counter that moved between its statements.
 const RESERVE_ROUNDS: usize = 16;
@@ -65,11 +63,27 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::open`].
     pub fn open_with_pool_size(url: &str, pool_size: usize) -> Result<Self, OpenError> {
+        Self::open_with(url, &PostgresOptions::new().pool_size(pool_size))
+    }
+
+    /// As [`PostgresStore::open`], with the pool's size and timeout of `options`. A server
+    /// that is full (`too many clients`) or starting up is asked again up to
+    /// [`PostgresOptions::pool_timeout`].
+    ///
+    /// # Errors
+    /// As [`PostgresStore::open`]; [`OpenError::Refused`] when the server still refuses
+    /// new connections at the timeout.
+    pub fn open_with(url: &str, options: &PostgresOptions) -> Result<Self, OpenError> {
         let target = Target::parse(url)?;
-        let mut client = target.connect()?;
+        let mut client = target.connect_within(options.pool_timeout)?;
         schema::migrate(&mut client, &target)?;
         Ok(Self {
-            pool: Pool::new(target, pool_size, Conn::new(client)),
+            pool: Pool::new(
+                target,
+                options.pool_size,
+                options.pool_timeout,
+                Conn::new(client),
+            ),
         })
     }
 

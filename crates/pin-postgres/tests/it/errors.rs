@@ -31,7 +31,8 @@ fn server_down_then_back() {
     );
 
     let e = store.load(&tax(0)).unwrap_err();
-    assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.is_retryable());
     let msg = e.to_string();
     assert!(msg.contains("cannot reach the PostgreSQL server"), "{msg}");
     assert!(

@@ -16,5 +16,6 @@ mod common;
 mod concurrency;
 mod conformance;
 mod errors;
+mod pool;
 mod restart;
 mod rows;
