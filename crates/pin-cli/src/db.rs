@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::ChainReport;
@@ -104,9 +105,12 @@ impl Db {
     pub(crate) fn open(&self, access: Access) -> Result<AnyStore, Failure> {
         match self {
             Self::File(path) => {
-                let options = SqliteOptions::new()
+                let mut options = SqliteOptions::new()
                     .create(access == Access::Create)
                     .read_only(access == Access::Read);
+                if let Some(deadline) = busy_timeout()? {
+                    options = options.busy_timeout(deadline);
+                }
                 SqliteStore::open_with(path, &options)
                     .map(AnyStore::Sqlite)
                     .map_err(|e| {
@@ -132,6 +136,27 @@ impl Db {
                 }),
         }
     }
+}
+
+/// The environment variable that sets how long an SQLite command waits for other writers
+/// (seconds, decimals allowed); [`pin_sqlite::DEFAULT_BUSY_TIMEOUT`] when unset.
+pub(crate) const BUSY_TIMEOUT_ENV: &str = "PIN_BUSY_TIMEOUT";
+
+/// The busy deadline of `PIN_BUSY_TIMEOUT`, if set.
+fn busy_timeout() -> Result<Option<Duration>, Failure> {
+    let Some(value) = std::env::var_os(BUSY_TIMEOUT_ENV) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .map(|s| Some(Duration::from_secs_f64(s)))
+        .ok_or_else(|| {
+            Failure::input(format!(
+                "{BUSY_TIMEOUT_ENV} must be a number of seconds from 0 to 3600 (e.g. 30 or 0.5)"
+            ))
+        })
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.

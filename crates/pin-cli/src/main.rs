@@ -25,6 +25,15 @@
 //! JSON object on stdout, whose `retryable` is true for exit code 9. A failed command
 //! changes nothing.
 //!
+//! # Under load
+//!
+//! Commands that only show something (`status`, `audit show`, `audit verify`) open an
+//! SQLite file read-only and never wait for writers. A command that writes waits for the
+//! write lock other processes hold up to 30 s (`PIN_BUSY_TIMEOUT`, in seconds, changes
+//! it); past it, it ends with exit code 9 and `busy: retry …`, having changed nothing. A
+//! PostgreSQL server that refuses new connections (`too many clients`) is asked again for
+//! 30 s, then the command ends with exit code 9 and `unavailable: retry later; …`.
+//!
 //! # Test-only fast hashing
 //!
 //! `PIN_INSECURE_FAST_HASH=1` makes new hashes use Argon2id m=64 KiB, t=1 — worthless

@@ -304,3 +304,88 @@ fn pol8_inps12_two_hundred_verifies_of_two_hundred_subjects_all_accepted() {
     assert_eq!(accepted, N);
     assert_file_intact(&env.path("pin.db"));
 }
+
+/// Runs one command and waits for it.
+fn run(env: &Env, args: &[&str], stdin: &str, busy_timeout: Option<&str>) -> Out {
+    let mut c = env.command(args);
+    if let Some(t) = busy_timeout {
+        c.env("PIN_BUSY_TIMEOUT", t);
+    }
+    let mut child = c.spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    Out {
+        args: args.join(" "),
+        ..wait(child)
+    }
+}
+
+// rule: POL-8 — a verify that cannot reserve its attempt counts nothing and says "retry".
+// rule: INPS-12
+#[test]
+fn pol8_inps12_a_lock_held_past_the_deadline_says_busy_retry_and_counts_nothing() {
+    let _one = HERD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let env = Env::with_subjects(1);
+    let tax = tax_code(0);
+    // Another process holds the write lock.
+    let writer = rusqlite::Connection::open(env.path("pin.db")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let out = run(
+        &env,
+        &["--json", "verify", &tax],
+        &format!("{WRONG}\n"),
+        Some("0.2"),
+    );
+    assert_eq!(out.code, 9, "{} {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["error"]["kind"], "retry");
+    assert_eq!(v["error"]["retryable"], true);
+    assert_eq!(v["error"]["exit_code"], 9);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("busy: retry"), "{msg}");
+    assert!(
+        out.stderr.starts_with("pin: error: busy: retry"),
+        "{}",
+        out.stderr
+    );
+    for never in ["permission", "readable and writable"] {
+        assert!(!out.stderr.contains(never), "{}", out.stderr);
+    }
+    // Read-only commands do not wait for the writer at all.
+    let out = run(&env, &["--json", "status", &tax], "", Some("0"));
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["consecutive_failures"], 0);
+    let out = run(&env, &["--json", "audit", "verify"], "", Some("0"));
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+
+    // Released: nothing had been counted, and the retry is answered.
+    writer.execute_batch("COMMIT").unwrap();
+    drop(writer);
+    let out = run(&env, &["--json", "verify", &tax], &format!("{PIN}\n"), None);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["remaining_attempts"], 10);
+}
+
+#[test]
+fn storage_errors_are_not_retryable_and_a_bad_busy_timeout_is_bad_input() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let out = run(&env, &["--json", "status", &tax_code(0)], "", None);
+    assert_eq!(out.code, 7, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["error"]["retryable"], false);
+    // An empty file is not a database, and is left as it was (only `pin init` creates).
+    std::fs::write(env.path("pin.db"), b"").unwrap();
+    let out = run(&env, &["--json", "status", &tax_code(0)], "", None);
+    assert_eq!(out.code, 7, "{} {}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    assert!(std::fs::read(env.path("pin.db")).unwrap().is_empty());
+    for bad in ["soon", "-1", "NaN", "1e9"] {
+        let out = run(&env, &["--json", "status", &tax_code(0)], "", Some(bad));
+        assert_eq!(out.code, 2, "{bad}: {} {}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("PIN_BUSY_TIMEOUT"), "{}", out.stderr);
+        assert_eq!(out.json()["error"]["retryable"], false);
+    }
+}
