@@ -103,12 +103,13 @@ impl Db {
     /// many clients …"); any other failure to open is a storage failure naming the
     /// database.
     pub(crate) fn open(&self, access: Access) -> Result<AnyStore, Failure> {
+        let deadline = busy_timeout()?;
         match self {
             Self::File(path) => {
                 let mut options = SqliteOptions::new()
                     .create(access == Access::Create)
                     .read_only(access == Access::Read);
-                if let Some(deadline) = busy_timeout()? {
+                if let Some(deadline) = deadline {
                     options = options.busy_timeout(deadline);
                 }
                 SqliteStore::open_with(path, &options)
@@ -123,23 +124,30 @@ impl Db {
             }
             // One command runs one operation at a time: one connection is all it takes of
             // the server's max_connections.
-            Self::Postgres(url) => PostgresOptions::new()
-                .pool_size(1)
-                .open(url)
-                .map(|s| AnyStore::Postgres(Box::new(s)))
-                .map_err(|e| {
-                    if e.is_retryable() {
-                        Failure::new(Kind::Retry, format!("unavailable: retry later; {e}"))
-                    } else {
-                        Failure::storage(one_line(&e.to_string()))
-                    }
-                }),
+            Self::Postgres(url) => {
+                let mut options = PostgresOptions::new().pool_size(1);
+                if let Some(deadline) = deadline {
+                    options = options.pool_timeout(deadline);
+                }
+                options
+                    .open(url)
+                    .map(|s| AnyStore::Postgres(Box::new(s)))
+                    .map_err(|e| {
+                        if e.is_retryable() {
+                            Failure::new(Kind::Retry, format!("unavailable: retry later; {e}"))
+                        } else {
+                            Failure::storage(one_line(&e.to_string()))
+                        }
+                    })
+            }
         }
     }
 }
 
-/// The environment variable that sets how long an SQLite command waits for other writers
-/// (seconds, decimals allowed); [`pin_sqlite::DEFAULT_BUSY_TIMEOUT`] when unset.
+/// The environment variable that sets how long a command waits for a busy database
+/// (seconds, decimals allowed): for the write lock of an SQLite file that other processes
+/// hold ([`pin_sqlite::DEFAULT_BUSY_TIMEOUT`] when unset), or for a PostgreSQL server to
+/// accept a connection ([`pin_postgres::DEFAULT_POOL_TIMEOUT`] when unset).
 pub(crate) const BUSY_TIMEOUT_ENV: &str = "PIN_BUSY_TIMEOUT";
 
 /// The busy deadline of `PIN_BUSY_TIMEOUT`, if set.

@@ -29,10 +29,11 @@
 //!
 //! Commands that only show something (`status`, `audit show`, `audit verify`) open an
 //! SQLite file read-only and never wait for writers. A command that writes waits for the
-//! write lock other processes hold up to 30 s (`PIN_BUSY_TIMEOUT`, in seconds, changes
-//! it); past it, it ends with exit code 9 and `busy: retry …`, having changed nothing. A
-//! PostgreSQL server that refuses new connections (`too many clients`) is asked again for
-//! 30 s, then the command ends with exit code 9 and `unavailable: retry later; …`.
+//! write lock other processes hold up to 30 s; past it, it ends with exit code 9 and
+//! `busy: retry …`, having changed nothing. A PostgreSQL server that refuses new
+//! connections (`too many clients`) is asked again for 30 s, then the command ends with
+//! exit code 9 and `unavailable: retry later; …`. `PIN_BUSY_TIMEOUT` (seconds) changes both
+//! waits.
 //!
 //! # Test-only fast hashing
 //!

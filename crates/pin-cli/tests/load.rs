@@ -389,3 +389,59 @@ fn storage_errors_are_not_retryable_and_a_bad_busy_timeout_is_bad_input() {
         assert_eq!(out.json()["error"]["retryable"], false);
     }
 }
+
+#[test]
+fn a_full_postgres_server_says_unavailable_retry_later() {
+    use pin_postgres::cluster::{self, Cluster};
+    if cluster::find_binaries().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install PostgreSQL"
+        );
+        return;
+    }
+    let c = Cluster::start_with_max_connections(6).unwrap();
+    let url = c.create_database("crowded").unwrap();
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let on_pg = |args: &[&str], timeout: &str| {
+        let mut cmd = env.command(args);
+        cmd.env("PIN_DB", &url).env("PIN_BUSY_TIMEOUT", timeout);
+        Out {
+            args: args.join(" "),
+            ..wait(cmd.spawn().unwrap())
+        }
+    };
+    let out = on_pg(&["--json", "init"], "5");
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    // Fill every connection slot.
+    let mut held = Vec::new();
+    while let Ok(conn) = postgres_connect(&url) {
+        held.push(conn);
+        assert!(held.len() < 100, "the server never got full");
+    }
+    let out = on_pg(&["--json", "status", &tax_code(0)], "0.3");
+    assert_eq!(out.code, 9, "{} {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["error"]["retryable"], true);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("unavailable: retry later"), "{msg}");
+    assert!(msg.contains("too many clients"), "{msg}");
+    assert!(
+        !msg.contains("pin-test-"),
+        "the password is never shown: {msg}"
+    );
+    // Slots free again: the same command is answered (an unknown subject is refused).
+    held.clear();
+    let out = on_pg(&["--json", "status", &tax_code(0)], "5");
+    assert_eq!(out.code, 5, "{} {}", out.stdout, out.stderr);
+}
+
+fn postgres_connect(url: &str) -> Result<pin_postgres::PostgresStore, pin_postgres::OpenError> {
+    // A store holds one connection from its open on: a slot taken.
+    pin_postgres::PostgresOptions::new()
+        .pool_size(1)
+        .pool_timeout(std::time::Duration::ZERO)
+        .open(url)
+}

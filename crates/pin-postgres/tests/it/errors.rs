@@ -20,6 +20,10 @@ fn server_down_then_back() {
 
     let e = PostgresStore::open(&url).unwrap_err();
     assert!(matches!(e, OpenError::Unreachable { .. }), "{e:?}");
+    assert!(
+        !e.is_retryable(),
+        "a server that is not there is its operator's matter"
+    );
     let msg = e.to_string();
     assert!(
         msg.contains(&format!("127.0.0.1:{}", c.port())) && msg.contains("running"),

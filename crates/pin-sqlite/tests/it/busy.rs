@@ -53,6 +53,14 @@ fn the_default_busy_deadline_is_the_documented_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("pins.db")).unwrap();
     assert_eq!(store.options().busy_timeout, DEFAULT_BUSY_TIMEOUT);
+    drop(store);
+    // A pool of no connections would wait forever: it is taken as one.
+    assert_eq!(SqliteOptions::new().pool_size(0).pool_size, 1);
+    let mut zero = SqliteOptions::new();
+    zero.pool_size = 0;
+    let store = zero.open(dir.path().join("pins.db")).unwrap();
+    assert_eq!(store.options().pool_size, 1);
+    assert!(store.load(&tax(0)).unwrap().is_none());
 }
 
 #[test]
