@@ -331,6 +331,15 @@ fn pol8_inps12_a_lock_held_past_the_deadline_says_busy_retry_and_counts_nothing(
     // Another process holds the write lock.
     let writer = rusqlite::Connection::open(env.path("pin.db")).unwrap();
     writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // `pin init` made the database private, and SQLite's files beside it too.
+    for name in ["pin.db", "pin.db-wal", "pin.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
 
     let out = run(
         &env,
