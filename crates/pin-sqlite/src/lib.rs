@@ -82,6 +82,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod attempts;
 mod chain;
 mod error;
 mod schema;
