@@ -154,23 +154,45 @@ pub fn clears_failures(action: &str, outcome: &str) -> bool {
     )
 }
 
-/// The failures the audit log accounts for on credential `serial`: wrong comparisons and
-/// unsettled attempts counted, since the last matched compare. For every credential, this
-/// equals the counter's `failures` (a conformance property).
+/// Whether an issue recorded with this action keeps the failures of the credential it
+/// replaces: a re-send (POL-3) issues a fresh PIN but carries the count over
+/// ([`AttemptsUpdate::CarryOver`](crate::command::AttemptsUpdate::CarryOver)), so that asking
+/// for a re-send never resets the lockout.
+#[must_use]
+pub fn carries_failures(action: &str) -> bool {
+    action == "resend"
+}
+
+/// The failures the audit log of one subject accounts for on its credential `serial`: wrong
+/// comparisons and unsettled attempts counted, since the last matched compare or the issue
+/// of a credential that did not carry the count over. For every subject, this equals the
+/// counter's `failures` (a conformance property).
 #[must_use]
 pub fn failures_explained<'a>(
     events: impl IntoIterator<Item = &'a AuditEvent>,
     serial: u64,
 ) -> u32 {
     let mut n = 0u32;
-    for e in events.into_iter().filter(|e| e.serial == Some(serial)) {
+    let mut tracked: Option<u64> = None;
+    for e in events {
+        let Some(s) = e.serial else { continue };
+        if tracked.is_some_and(|t| s < t) {
+            continue; // a late event of a replaced credential: it counts nothing
+        }
+        if tracked != Some(s) {
+            // A new credential: the count starts again, unless the issue carried it over.
+            if !carries_failures(&e.action) {
+                n = 0;
+            }
+            tracked = Some(s);
+        }
         if clears_failures(&e.action, &e.outcome) {
             n = 0;
         } else if counts_failure(&e.outcome) {
             n = n.saturating_add(1);
         }
     }
-    n
+    if tracked == Some(serial) { n } else { 0 }
 }
 
 /// What [`reserve_rule`] tells the store to write, atomically.
