@@ -1828,3 +1828,38 @@ fn key_file_option_and_outbox_option() {
         out.stderr
     );
 }
+
+// rule: POL-8, INPS-12 — a database whose PINs were hashed with the test-only parameters,
+// used without them: every verify is refused with a configuration error that names the
+// cause, before anything is counted; the right PIN works again under the right settings.
+#[test]
+fn test_only_hashes_under_real_settings_count_nothing() {
+    let env = Env::initialised();
+    enrol_noipa(&env, MARIO, "mario@example.it", &[]);
+    let pin = env.secret(MARIO, 1, "email");
+    for _ in 0..11 {
+        let before = env.dump();
+        let mut child = env
+            .command(&["--json", "verify", MARIO])
+            .env_remove("PIN_INSECURE_FAST_HASH")
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        let out = to_out(&child.wait_with_output().unwrap());
+        assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+        let v = out.json();
+        assert_eq!(v["error"]["kind"], "storage");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("test-only parameters"), "{msg}");
+        assert!(!msg.contains(&pin), "no PIN in the message");
+        assert_eq!(before, env.dump(), "a misconfigured verify changed the database");
+    }
+    let st = env.json(&["status", MARIO], "", 0);
+    assert_eq!(st["consecutive_failures"].as_u64(), Some(0));
+    env.json(&["verify", MARIO], &format!("{pin}\n"), 0);
+}
