@@ -1857,7 +1857,11 @@ fn test_only_hashes_under_real_settings_count_nothing() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains("test-only parameters"), "{msg}");
         assert!(!msg.contains(&pin), "no PIN in the message");
-        assert_eq!(before, env.dump(), "a misconfigured verify changed the database");
+        assert_eq!(
+            before,
+            env.dump(),
+            "a misconfigured verify changed the database"
+        );
     }
     let st = env.json(&["status", MARIO], "", 0);
     assert_eq!(st["consecutive_failures"].as_u64(), Some(0));
