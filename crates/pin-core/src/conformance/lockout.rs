@@ -365,6 +365,32 @@ pub fn misconfiguration_counts_nothing<S: Store>(store: S) {
     assert_audit_explains_counter(&store, &tax);
 }
 
+/// Constructing a service reads the key fingerprints and writes nothing; the first write
+/// records the current key's, once.
+pub fn key_fingerprint_recorded_by_the_first_write<S: Store>(store: S) {
+    let svc = support::service(&store, 1, &PEPPER);
+    assert!(
+        store.key_fingerprints().unwrap().is_empty(),
+        "constructing a service wrote a fingerprint"
+    );
+    let _ = support::enrol_noipa(&svc, &support::synthetic_tax_code(500), "k@example.it");
+    let recorded = store.key_fingerprints().unwrap();
+    assert_eq!(
+        recorded,
+        vec![(
+            KeyId(1),
+            KeyFingerprint::of(&Pepper::new(KeyId(1), &PEPPER).unwrap())
+        )]
+    );
+    assert!(
+        !recorded[0]
+            .1
+            .to_hex()
+            .contains(&format!("{:02x}", PEPPER[0]).repeat(8)),
+        "the fingerprint is not the key"
+    );
+}
+
 /// Runs every lockout property, each on a fresh store from `make`.
 pub fn run_all<S: Store + Sync>(make: &impl Fn() -> S) {
     for n in [11, 30, 200] {
@@ -373,6 +399,7 @@ pub fn run_all<S: Store + Sync>(make: &impl Fn() -> S) {
     right_racing_wrong_is_linearizable(make(), 8);
     storage_faults_count_no_right_pin(make());
     misconfiguration_counts_nothing(make());
+    key_fingerprint_recorded_by_the_first_write(make());
 }
 
 /// A store that counts the reservations it granted: each is exactly one compare by a
