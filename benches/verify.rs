@@ -431,7 +431,6 @@ fn bench_decisions(c: &mut Criterion) {
             assert!(matches!(plan, Plan::Compare { .. }));
             verify::finish(
                 &subject,
-                1,
                 &compared,
                 Purpose::Access {
                     required: Level::Online,

@@ -1,16 +1,19 @@
 //! # Plugging in your own `Store` and your own `Notifier`
 //!
 //! What it shows:
-//! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements seven
+//! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements nine
 //!   methods — `load`, `create`, `save`, `reserve_attempt`, `settle_attempt`,
-//!   `append_audit`, `audit_log` — (`create_many` has a default; override it when your
-//!   backend has transactions). Each must be atomic. The attempt-counter rules are shared
-//!   functions (`next_attempts`, `reserve_rule`, `settle_rule`), so a store only applies
-//!   them under its lock or transaction; and a NoiPA e-mail address must stay unique
-//!   (NOIPA-8).
+//!   `key_fingerprints`, `record_key_fingerprint`, `append_audit`, `audit_log` —
+//!   (`create_many` has a default; override it when your backend has transactions). Each
+//!   must be atomic. The attempt rules are shared functions (`next_attempts`,
+//!   `reserve_rule`, `settle_rule`): a store reads the counter and the leases in flight,
+//!   applies the rule under its lock or transaction and writes back what it returns; and a
+//!   NoiPA e-mail address must stay unique (NOIPA-8).
 //! - **The proof**: `pin_core::conformance::run_all` (feature `conformance` of pin-core)
 //!   runs the suite every store must pass — compare-and-swap, e-mail uniqueness, lockout
-//!   for good, counters across saves, audit order, concurrent reservations. `main` runs it
+//!   for good, counters across saves, audit order, concurrent reservations, and the
+//!   lockout's promises to the honest person (POL-8: concurrent right PINs never lock,
+//!   storage faults and a wrong key file count nothing). `main` runs it
 //!   first; put the same line in a `#[test]` of your own crate.
 //! - **A notifier**: `SmsGateway`, which would POST each SMS to a provider's HTTP API. It
 //!   only records the request it would send (no network here); `deliver` returns
@@ -33,13 +36,16 @@ use pin_core::audit::AuditEvent;
 use pin_core::command::{AttemptsUpdate, Command, Delivery, Enrolment};
 use pin_core::contact::{Contacts, Email, Mobile};
 use pin_core::hash::{HashParams, Keyring};
+use pin_core::keycheck::KeyFingerprint;
 use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
 use pin_core::secret::{KeyId, Pepper};
 use pin_core::service::PinService;
-use pin_core::store::{Loaded, Store, StoreError, next_attempts, reserve_rule, settle_rule};
+use pin_core::store::{
+    Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
+    next_attempts, reserve_rule, settle_rule,
+};
 use pin_core::subject::{Attempts, Channel, Profile, Role, Subject};
 use pin_core::tax_code::TaxCode;
-use pin_core::verify::{Reservation, Settlement};
 use pin_core::{Actor, Level, Policy};
 use pin_smtp::ChannelRouter;
 use rand_chacha::ChaCha20Rng;
@@ -52,6 +58,11 @@ use rand_core::SeedableRng;
 struct Tables {
     /// Record, version (for compare-and-swap), attempt counter.
     subjects: HashMap<TaxCode, (Subject, u64, Attempts)>,
+    /// Attempts in flight (reserved, not yet settled), and the last lease id given.
+    leases: HashMap<TaxCode, Vec<Lease>>,
+    last_lease: u64,
+    /// Pepper-key fingerprints, by key id.
+    keys: HashMap<KeyId, KeyFingerprint>,
     audit: Vec<AuditEvent>,
 }
 
@@ -136,38 +147,60 @@ impl Store for HashMapStore {
     fn reserve_attempt(
         &self,
         tax_code: &TaxCode,
-        serial: u64,
-        limit: u32,
+        request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
-        let mut t = self.lock();
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        let id = LeaseId(t.last_lease + 1);
         let (subject, _, counter) = t.subjects.get_mut(tax_code).ok_or(StoreError::NotFound)?;
         let current = subject.credential.as_ref().map(|c| c.serial);
-        let (answer, next) = reserve_rule(*counter, current, serial, limit);
-        *counter = next;
-        Ok(answer)
+        let leases = t.leases.entry(tax_code.clone()).or_default();
+        // The shared rule decides; the store writes back exactly what it returns.
+        let step = reserve_rule(tax_code, *counter, current, leases, request, id);
+        *counter = step.counter;
+        leases.retain(|l| !step.drop.contains(&l.id));
+        if let Some(lease) = step.insert {
+            leases.push(lease);
+            t.last_lease = id.0;
+        }
+        t.audit.extend(step.audit);
+        Ok(step.answer)
     }
 
     fn settle_attempt(
         &self,
         tax_code: &TaxCode,
         serial: u64,
+        lease: LeaseId,
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut t = self.lock();
-        let mut current = false;
-        if let Some((subject, _, counter)) = t.subjects.get_mut(tax_code) {
-            *counter = settle_rule(*counter, serial, limit, settlement);
-            current = subject
-                .credential
-                .as_ref()
-                .is_some_and(|c| c.serial == serial);
-        }
-        t.audit.push(audit.clone());
-        // Whether `serial` is still the current credential (if not, the caller does not
-        // report the compare's outcome: that PIN is no longer valid, BOTH-1).
-        Ok(current)
+    ) -> Result<Settled, StoreError> {
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        let leases = t.leases.entry(tax_code.clone()).or_default();
+        let live = leases.iter().any(|l| l.id == lease);
+        leases.retain(|l| l.id != lease);
+        let Some((subject, _, counter)) = t.subjects.get_mut(tax_code) else {
+            return Ok(Settled::Stale);
+        };
+        let current = subject.credential.as_ref().map(|c| c.serial);
+        let step = settle_rule(*counter, current, live, serial, limit, settlement, audit);
+        *counter = step.counter;
+        t.audit.push(step.audit);
+        Ok(step.answer)
+    }
+
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        Ok(self.lock().keys.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        fingerprint: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        Ok(*self.lock().keys.entry(id).or_insert(*fingerprint))
     }
 
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

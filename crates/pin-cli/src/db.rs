@@ -8,10 +8,13 @@ use std::time::Duration;
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::ChainReport;
 use pin_core::command::AttemptsUpdate;
-use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::keycheck::KeyFingerprint;
+use pin_core::secret::KeyId;
+use pin_core::store::{
+    LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
+};
 use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
-use pin_core::verify::{Reservation, Settlement};
 use pin_postgres::{PostgresOptions, PostgresStore};
 use pin_sqlite::{SqliteOptions, SqliteStore};
 
@@ -227,18 +230,29 @@ impl Store for AnyStore {
     ) -> Result<u64, StoreError> {
         self.get().save(s, e, u, a)
     }
-    fn reserve_attempt(&self, t: &TaxCode, s: u64, l: u32) -> Result<Reservation, StoreError> {
-        self.get().reserve_attempt(t, s, l)
+    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
+        self.get().reserve_attempt(t, r)
     }
     fn settle_attempt(
         &self,
         t: &TaxCode,
         s: u64,
-        l: u32,
+        l: LeaseId,
+        limit: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        self.get().settle_attempt(t, s, l, x, a)
+    ) -> Result<Settled, StoreError> {
+        self.get().settle_attempt(t, s, l, limit, x, a)
+    }
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        self.get().key_fingerprints()
+    }
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        f: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        self.get().record_key_fingerprint(id, f)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         self.get().append_audit(e)

@@ -1509,9 +1509,12 @@ fn missing_database_and_corrupt_key_file_are_storage_errors() {
     }
     std::fs::remove_file(env.path("pin.key")).unwrap();
     env.fails_unchanged(&["verify", MARIO], &format!("{pin}\n"), 7, "no key file");
-    // Another valid key: the stored hash does not verify with it, so the PIN is rejected.
+    // rule: POL-8, INPS-12 — another valid key: refused as the wrong key file before
+    // anything is counted, however often it is tried (it used to lock the person out).
     std::fs::write(env.path("pin.key"), "00".repeat(32)).unwrap();
-    env.json(&["verify", MARIO], &format!("{pin}\n"), 3);
+    for _ in 0..11 {
+        env.fails_unchanged(&["verify", MARIO], &format!("{pin}\n"), 7, "wrong key file");
+    }
     std::fs::write(env.path("pin.key"), &key).unwrap();
     env.json(&["verify", MARIO], &format!("{pin}\n"), 0);
     // A database file that is not a database.
@@ -1742,15 +1745,18 @@ fn concurrent_wrong_pins_lock_after_exactly_the_limit() {
         .collect();
     let mut rejected = 0;
     let mut locked = 0;
+    let mut later = 0;
     for o in &outs {
         match (o.code, o.json()["outcome"].as_str()) {
             (3, Some("rejected")) => rejected += 1,
             (4, Some("locked")) => locked += 1,
+            // rule: POL-8 — compares in flight filled the budget: not counted, exit 9.
+            (9, Some("try_later")) => later += 1,
             other => panic!("unexpected {other:?}: {} {}", o.stdout, o.stderr),
         }
     }
     assert_eq!(rejected, 9, "nine answers with attempts left");
-    assert_eq!(locked, 15);
+    assert_eq!(locked + later, 15);
     let st = env.json(&["status", MARIO], "", 0);
     assert_eq!(
         (st["consecutive_failures"].as_u64(), st["locked"].as_bool()),
@@ -1821,4 +1827,43 @@ fn key_file_option_and_outbox_option() {
         "the default key file is beside the database: {}",
         out.stderr
     );
+}
+
+// rule: POL-8, INPS-12 — a database whose PINs were hashed with the test-only parameters,
+// used without them: every verify is refused with a configuration error that names the
+// cause, before anything is counted; the right PIN works again under the right settings.
+#[test]
+fn test_only_hashes_under_real_settings_count_nothing() {
+    let env = Env::initialised();
+    enrol_noipa(&env, MARIO, "mario@example.it", &[]);
+    let pin = env.secret(MARIO, 1, "email");
+    for _ in 0..11 {
+        let before = env.dump();
+        let mut child = env
+            .command(&["--json", "verify", MARIO])
+            .env_remove("PIN_INSECURE_FAST_HASH")
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        let out = to_out(&child.wait_with_output().unwrap());
+        assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+        let v = out.json();
+        assert_eq!(v["error"]["kind"], "storage");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("test-only parameters"), "{msg}");
+        assert!(!msg.contains(&pin), "no PIN in the message");
+        assert_eq!(
+            before,
+            env.dump(),
+            "a misconfigured verify changed the database"
+        );
+    }
+    let st = env.json(&["status", MARIO], "", 0);
+    assert_eq!(st["consecutive_failures"].as_u64(), Some(0));
+    env.json(&["verify", MARIO], &format!("{pin}\n"), 0);
 }

@@ -18,23 +18,24 @@
     clippy::indexing_slicing
 )]
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+use crate::attempts;
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
 use crate::contact::{Contacts, Email};
 use crate::format::{self, PinFormat};
 use crate::hash::{HashParams, Hasher, Keyring};
+use crate::keycheck::KeyFingerprint;
 use crate::secret::{KeyId, Pepper};
-use crate::store::{Store, StoreError};
+use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError};
 use crate::subject::{
     Attempts, Channel, Credential, DeliveryState, Level, Origin, Part, Pending, Role, Stage,
     Subject,
 };
 use crate::tax_code::TaxCode;
-use crate::verify::{Reservation, Settlement};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).single().unwrap()
@@ -224,130 +225,177 @@ pub fn noipa_email_unique<S: Store>(store: &S) {
     store.create(&c, &[]).unwrap();
 }
 
-/// Reserve and settle: counting before the compare, locking at the limit, for good.
+fn request(serial: u64, limit: u32, now: DateTime<Utc>) -> ReserveRequest {
+    ReserveRequest {
+        serial,
+        limit,
+        now,
+        lease: TimeDelta::seconds(60),
+    }
+}
+
+fn granted(r: Reservation) -> LeaseId {
+    match r {
+        Reservation::Granted { lease, .. } => lease,
+        other => panic!("expected a granted reservation, got {other:?}"),
+    }
+}
+
+/// The audit log explains the counter: its failures equal the wrong comparisons and the
+/// unsettled attempts counted that the log records since the last match (POL-8).
+pub fn assert_audit_explains_counter<S: Store>(store: &S, tax_code: &TaxCode) {
+    let l = store.load(tax_code).unwrap().unwrap();
+    let log = store.audit_log(Some(tax_code)).unwrap();
+    assert_eq!(
+        attempts::failures_explained(&log, l.attempts.serial),
+        l.attempts.failures,
+        "POL-8: the audit log must explain the counter {:?}",
+        l.attempts
+    );
+}
+
+/// Reserve and settle: `limit` wrong comparisons lock for good; `Locked` is final.
+/// rule: INPS-12, POL-1, POL-5
 pub fn attempts_lock_for_good<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    for i in 1..=3 {
-        assert_eq!(
-            store.reserve_attempt(&tax(0), 1, 3).unwrap(),
-            Reservation::Granted { failures: i },
-            "reservation {i} must be granted and counted"
-        );
-        store
-            .settle_attempt(&tax(0), 1, 3, Settlement::Failure { reserved: i }, &ev)
+    for i in 1..=3u32 {
+        let r = store
+            .reserve_attempt(&tax(0), &request(1, 3, t0()))
             .unwrap();
+        assert_eq!(
+            r,
+            Reservation::Granted {
+                lease: granted(r),
+                failures: i - 1
+            },
+            "reservation {i} must be granted"
+        );
+        let settled = store
+            .settle_attempt(&tax(0), 1, granted(r), 3, Settlement::Failure, &ev)
+            .unwrap();
+        assert_eq!(
+            settled,
+            Settled::Done {
+                failures: i,
+                blocked: i == 3,
+                newly_blocked: i == 3
+            }
+        );
     }
     assert_eq!(
-        store.reserve_attempt(&tax(0), 1, 3).unwrap(),
-        Reservation::Locked
+        store
+            .reserve_attempt(&tax(0), &request(1, 3, t0()))
+            .unwrap(),
+        Reservation::Locked { newly: false }
     );
     let l = store.load(&tax(0)).unwrap().unwrap();
     assert!(l.attempts.blocked, "reaching the limit must block for good");
     assert_eq!(
-        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
-        Reservation::Locked,
+        store
+            .reserve_attempt(&tax(0), &request(1, 10, t0()))
+            .unwrap(),
+        Reservation::Locked { newly: false },
         "a blocked PIN stays blocked even under a higher limit (POL-5)"
     );
-    store
-        .settle_attempt(&tax(0), 1, 3, Settlement::Success { reserved: 1 }, &ev)
-        .unwrap();
-    assert!(
-        store.load(&tax(0)).unwrap().unwrap().attempts.blocked,
-        "success never unblocks"
-    );
+    assert_audit_explains_counter(store, &tax(0));
     assert_eq!(
-        store.reserve_attempt(&tax(0), 7, 3).unwrap(),
+        store
+            .reserve_attempt(&tax(0), &request(7, 3, t0()))
+            .unwrap(),
         Reservation::Stale
     );
     assert!(matches!(
-        store.reserve_attempt(&tax(1), 1, 3),
+        store.reserve_attempt(&tax(1), &request(1, 3, t0())),
         Err(StoreError::NotFound)
     ));
-    // A lock reached by reservations whose compares are still running is made permanent by
-    // the first refusal: the in-flight successes cannot re-open it.
-    let s = sample_subject(tax(2), Role::Citizen, "c@example.it", 1);
-    store.create(&s, &[]).unwrap();
-    for i in 1..=3 {
-        let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
-        assert_eq!(r, Reservation::Granted { failures: i });
-    }
-    assert_eq!(
-        store.reserve_attempt(&tax(2), 1, 3).unwrap(),
-        Reservation::Locked
-    );
-    store
-        .settle_attempt(&tax(2), 1, 3, Settlement::Success { reserved: 1 }, &ev)
-        .unwrap();
-    let r = store.reserve_attempt(&tax(2), 1, 3).unwrap();
-    assert_eq!(
-        r,
-        Reservation::Locked,
-        "a lock someone was told about is never re-opened"
-    );
-    assert!(store.load(&tax(2)).unwrap().unwrap().attempts.blocked);
-    // A reservation at the limit whose failure settles after a success lowered the count
-    // still blocks: it was answered "locked", and that answer is final.
-    let s = sample_subject(tax(1), Role::Citizen, "d@example.it", 1);
-    store.create(&s, &[]).unwrap();
-    for i in 1..=3 {
-        let r = store.reserve_attempt(&tax(1), 1, 3).unwrap();
-        assert_eq!(r, Reservation::Granted { failures: i });
-    }
-    let _ = store
-        .settle_attempt(&tax(1), 1, 3, Settlement::Success { reserved: 1 }, &ev)
-        .unwrap();
-    let _ = store
-        .settle_attempt(&tax(1), 1, 3, Settlement::Failure { reserved: 3 }, &ev)
-        .unwrap();
-    assert!(
-        store.load(&tax(1)).unwrap().unwrap().attempts.blocked,
-        "a failure that reached the limit blocks even after a success settled"
-    );
 }
 
-/// A success clears the failures counted up to its own reservation; a reservation left
-/// unsettled (a crash) stays counted; one reserved after the success's stays counted too;
-/// settling reports whether the serial is still current.
-pub fn success_resets_and_crash_counts<S: Store>(store: &S) {
+/// Compares in flight that fill the budget make an extra attempt `TryLater` — not counted,
+/// not locked — and successes settle to zero failures.
+/// rule: POL-8, INPS-12
+pub fn in_flight_budget_is_try_later<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    let reserve = || store.reserve_attempt(&tax(0), 1, 10).unwrap();
-    let failures = || store.load(&tax(0)).unwrap().unwrap().attempts.failures;
-    // Never settled: as if the process died before the compare finished.
-    assert_eq!(reserve(), Reservation::Granted { failures: 1 });
-    assert_eq!(failures(), 1, "a crashed attempt stays counted");
-    assert_eq!(reserve(), Reservation::Granted { failures: 2 });
-    let current = store
-        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 2 }, &ev)
-        .unwrap();
-    assert!(current, "serial 1 is current");
-    assert_eq!(failures(), 0, "success clears what was counted before it");
-    assert_eq!(
-        store.audit_log(Some(&tax(0))).unwrap().len(),
-        1,
-        "settle appends its audit"
-    );
-    // Ours is reserved first, a wrong guess after it; our success must not erase it.
-    assert_eq!(reserve(), Reservation::Granted { failures: 1 });
-    assert_eq!(reserve(), Reservation::Granted { failures: 2 });
-    let _ = store
-        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 1 }, &ev)
-        .unwrap();
-    assert_eq!(
-        failures(),
-        1,
-        "a guess reserved after the success stays counted"
-    );
-    let stale = store
-        .settle_attempt(&tax(0), 9, 10, Settlement::Failure { reserved: 1 }, &ev)
+    let leases: Vec<LeaseId> = (0..3)
+        .map(|_| {
+            granted(
+                store
+                    .reserve_attempt(&tax(0), &request(1, 3, t0()))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let extra = store
+        .reserve_attempt(&tax(0), &request(1, 3, t0()))
         .unwrap();
     assert!(
-        !stale,
-        "settling an old serial reports it is no longer current"
+        matches!(extra, Reservation::TryLater { retry_after } if !retry_after.is_zero()),
+        "POL-8: a full budget in flight is TryLater, got {extra:?}"
     );
+    let a = store.load(&tax(0)).unwrap().unwrap().attempts;
+    assert_eq!(
+        (a.failures, a.blocked),
+        (0, false),
+        "TryLater counts nothing"
+    );
+    for lease in leases {
+        let settled = store
+            .settle_attempt(&tax(0), 1, lease, 3, Settlement::Success, &ev)
+            .unwrap();
+        assert!(matches!(settled, Settled::Done { failures: 0, .. }));
+    }
+    let a = store.load(&tax(0)).unwrap().unwrap().attempts;
+    assert_eq!((a.failures, a.blocked), (0, false), "successes never count");
+    let _ = granted(
+        store
+            .reserve_attempt(&tax(0), &request(1, 3, t0()))
+            .unwrap(),
+    );
+    assert_audit_explains_counter(store, &tax(0));
+}
+
+/// A reservation never settled (its process killed mid-compare) counts as a wrong PIN once
+/// its lease expires — with an audit event — and its late settlement counts nothing more.
+/// rule: POL-8, POL-1
+pub fn expired_lease_counts_once<S: Store>(store: &S) {
+    let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
+    store.create(&s, &[]).unwrap();
+    let ev = event(&tax(0), "verify");
+    let dead = granted(
+        store
+            .reserve_attempt(&tax(0), &request(1, 10, t0()))
+            .unwrap(),
+    );
+    let later = t0() + TimeDelta::seconds(61);
+    let r = store
+        .reserve_attempt(&tax(0), &request(1, 10, later))
+        .unwrap();
+    assert!(
+        matches!(r, Reservation::Granted { failures: 1, .. }),
+        "{r:?}"
+    );
+    let counted: Vec<AuditEvent> = store
+        .audit_log(Some(&tax(0)))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == attempts::UNSETTLED_COUNTED)
+        .collect();
+    assert_eq!(counted.len(), 1, "the counted attempt is in the audit log");
+    let late = store
+        .settle_attempt(&tax(0), 1, dead, 10, Settlement::Failure, &ev)
+        .unwrap();
+    assert!(
+        matches!(late, Settled::Done { failures: 1, .. }),
+        "{late:?}"
+    );
+    let _ = store
+        .settle_attempt(&tax(0), 1, granted(r), 10, Settlement::Failure, &ev)
+        .unwrap();
+    assert_eq!(store.load(&tax(0)).unwrap().unwrap().attempts.failures, 2);
+    assert_audit_explains_counter(store, &tax(0));
 }
 
 /// The counter follows saves: Keep, Fresh, CarryOver; a stale settle changes nothing.
@@ -355,10 +403,14 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     let mut v = store.create(&s, &[]).unwrap();
     let ev = event(&tax(0), "verify");
-    for i in 1..=2 {
-        let _ = store.reserve_attempt(&tax(0), 1, 10).unwrap();
-        store
-            .settle_attempt(&tax(0), 1, 10, Settlement::Failure { reserved: i }, &ev)
+    for _ in 1..=2 {
+        let lease = granted(
+            store
+                .reserve_attempt(&tax(0), &request(1, 10, t0()))
+                .unwrap(),
+        );
+        let _ = store
+            .settle_attempt(&tax(0), 1, lease, 10, Settlement::Failure, &ev)
             .unwrap();
     }
     let mut keep = s.clone();
@@ -368,6 +420,11 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
         store.load(&tax(0)).unwrap().unwrap().attempts.failures,
         2,
         "Keep keeps"
+    );
+    let in_flight = granted(
+        store
+            .reserve_attempt(&tax(0), &request(1, 10, t0()))
+            .unwrap(),
     );
     let s2 = with_serial(keep, 2);
     v = store.save(&s2, v, AttemptsUpdate::CarryOver, &[]).unwrap();
@@ -382,13 +439,20 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
         "CarryOver moves the count"
     );
     assert_eq!(
-        store.reserve_attempt(&tax(0), 1, 10).unwrap(),
+        store
+            .reserve_attempt(&tax(0), &request(1, 10, t0()))
+            .unwrap(),
         Reservation::Stale,
         "old serial"
     );
-    store
-        .settle_attempt(&tax(0), 1, 10, Settlement::Success { reserved: 1 }, &ev)
+    let stale = store
+        .settle_attempt(&tax(0), 1, in_flight, 10, Settlement::Success, &ev)
         .unwrap();
+    assert_eq!(
+        stale,
+        Settled::Stale,
+        "BOTH-1: the compare was of a replaced PIN"
+    );
     assert_eq!(
         store.load(&tax(0)).unwrap().unwrap().attempts.failures,
         2,
@@ -406,6 +470,31 @@ pub fn counter_follows_saves<S: Store>(store: &S) {
         },
         "Fresh resets"
     );
+    // The lease of the replaced credential holds no place in the new budget.
+    for _ in 0..10 {
+        let _ = granted(
+            store
+                .reserve_attempt(&tax(0), &request(3, 10, t0()))
+                .unwrap(),
+        );
+    }
+}
+
+/// Pepper-key fingerprints: recorded once per key id, never overwritten.
+pub fn key_fingerprints_recorded_once<S: Store>(store: &S) {
+    assert!(store.key_fingerprints().unwrap().is_empty());
+    let a = KeyFingerprint([1; 32]);
+    let b = KeyFingerprint([2; 32]);
+    assert_eq!(store.record_key_fingerprint(KeyId(1), &a).unwrap(), a);
+    assert_eq!(
+        store.record_key_fingerprint(KeyId(1), &b).unwrap(),
+        a,
+        "a recorded fingerprint is never replaced"
+    );
+    assert_eq!(store.record_key_fingerprint(KeyId(2), &b).unwrap(), b);
+    let mut all = store.key_fingerprints().unwrap();
+    all.sort_by_key(|(id, _)| *id);
+    assert_eq!(all, vec![(KeyId(1), a), (KeyId(2), b)]);
 }
 
 /// The audit log keeps order and filters by subject.
@@ -444,36 +533,42 @@ pub fn audit_log_order<S: Store>(store: &S) {
     );
 }
 
-/// Many threads reserving at once: no more than `limit` are granted.
+/// Many threads reserving at once: exactly `limit` wrong comparisons are granted.
+/// rule: INPS-12, POL-8
 pub fn concurrent_reservations<S: Store + Sync>(store: &S) {
     let s = sample_subject(tax(0), Role::Citizen, "a@example.it", 1);
     store.create(&s, &[]).unwrap();
-    let granted = std::sync::atomic::AtomicU32::new(0);
+    let granted_n = std::sync::atomic::AtomicU32::new(0);
     std::thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
                 let ev = event(&tax(0), "verify");
-                for _ in 0..25 {
-                    if let Reservation::Granted { failures } =
-                        store.reserve_attempt(&tax(0), 1, 10).unwrap()
+                for _ in 0..40 {
+                    match store
+                        .reserve_attempt(&tax(0), &request(1, 10, t0()))
+                        .unwrap()
                     {
-                        granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        store
-                            .settle_attempt(
-                                &tax(0),
-                                1,
-                                10,
-                                Settlement::Failure { reserved: failures },
-                                &ev,
-                            )
-                            .unwrap();
+                        Reservation::Granted { lease, .. } => {
+                            granted_n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = store
+                                .settle_attempt(&tax(0), 1, lease, 10, Settlement::Failure, &ev)
+                                .unwrap();
+                        }
+                        Reservation::TryLater { .. } => std::thread::yield_now(),
+                        Reservation::Locked { .. } => break,
+                        Reservation::Stale => panic!("the serial did not change"),
                     }
                 }
             });
         }
     });
-    assert_eq!(granted.into_inner(), 10, "exactly the limit may be granted");
+    assert_eq!(
+        granted_n.into_inner(),
+        10,
+        "exactly the limit may be granted"
+    );
     assert!(store.load(&tax(0)).unwrap().unwrap().attempts.blocked);
+    assert_audit_explains_counter(store, &tax(0));
 }
 
 /// Runs every check, each on a fresh store from `make`.
@@ -482,11 +577,16 @@ pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     compare_and_swap(&make());
     noipa_email_unique(&make());
     attempts_lock_for_good(&make());
-    success_resets_and_crash_counts(&make());
+    in_flight_budget_is_try_later(&make());
+    expired_lease_counts_once(&make());
     counter_follows_saves(&make());
+    key_fingerprints_recorded_once(&make());
     audit_log_order(&make());
     concurrent_reservations(&make());
+    lockout::run_all(&make);
 }
+
+pub mod lockout;
 
 #[cfg(test)]
 mod tests {

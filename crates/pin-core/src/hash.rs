@@ -140,6 +140,16 @@ pub struct PinHash {
     pub phc: String,
 }
 
+impl PinHash {
+    /// The Argon2 parameters the hash was made with.
+    ///
+    /// # Errors
+    /// [`HashError`] when the PHC string cannot be parsed or is not Argon2id v19.
+    pub fn params(&self) -> Result<HashParams, HashError> {
+        parse(&self.phc).map(|p| p.params)
+    }
+}
+
 /// The peppers: the current one (new hashes) and earlier ones still accepted for verification.
 ///
 /// Key ids must be unique; [`Hasher::new`] checks it.
@@ -169,6 +179,17 @@ impl Keyring {
     #[must_use]
     pub fn current_id(&self) -> KeyId {
         self.current.id()
+    }
+
+    /// The current key (new hashes).
+    #[must_use]
+    pub fn current(&self) -> &Pepper {
+        &self.current
+    }
+
+    /// Every key: the current one, then the previous ones.
+    pub fn keys(&self) -> impl Iterator<Item = &Pepper> {
+        std::iter::once(&self.current).chain(&self.previous)
     }
 
     /// The key with `id`, current or previous.
@@ -394,6 +415,12 @@ impl Hasher {
         };
         hasher.dummy = hasher.hash_with_salt(DUMMY_PASSWORD, &DUMMY_SALT)?;
         Ok(hasher)
+    }
+
+    /// The keyring.
+    #[must_use]
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
     }
 
     /// The parameters of new hashes.

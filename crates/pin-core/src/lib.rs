@@ -94,6 +94,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actor;
+pub mod attempts;
 pub mod audit;
 pub mod command;
 #[cfg(any(test, feature = "conformance"))]
@@ -102,6 +103,7 @@ pub mod contact;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod keycheck;
 pub mod machine;
 pub mod memory;
 pub mod notify;

@@ -5,14 +5,21 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
-use crate::store::{Loaded, Store, StoreError, next_attempts, reserve_rule, settle_rule};
+use crate::keycheck::KeyFingerprint;
+use crate::secret::KeyId;
+use crate::store::{
+    Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
+    next_attempts, reserve_rule, settle_rule,
+};
 use crate::subject::{Attempts, Profile, Subject};
 use crate::tax_code::TaxCode;
-use crate::verify::{Reservation, Settlement};
 
 #[derive(Debug, Default)]
 struct Inner {
     subjects: BTreeMap<TaxCode, (Subject, u64, Attempts)>,
+    leases: BTreeMap<TaxCode, Vec<Lease>>,
+    next_lease: u64,
+    keys: BTreeMap<KeyId, KeyFingerprint>,
     audit: Vec<AuditEvent>,
 }
 
@@ -114,39 +121,70 @@ impl Store for MemoryStore {
     fn reserve_attempt(
         &self,
         tax_code: &TaxCode,
-        serial: u64,
-        limit: u32,
+        request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
         let mut inner = self.lock();
-        let (subject, _, counter) = inner
-            .subjects
-            .get_mut(tax_code)
-            .ok_or(StoreError::NotFound)?;
+        let id = LeaseId(inner.next_lease.saturating_add(1));
+        let Inner {
+            subjects,
+            leases,
+            next_lease,
+            audit,
+            ..
+        } = &mut *inner;
+        let (subject, _, counter) = subjects.get_mut(tax_code).ok_or(StoreError::NotFound)?;
         let current = subject.credential.as_ref().map(|c| c.serial);
-        let (answer, next) = reserve_rule(*counter, current, serial, limit);
-        *counter = next;
-        Ok(answer)
+        let mine = leases.entry(tax_code.clone()).or_default();
+        let step = reserve_rule(tax_code, *counter, current, mine, request, id);
+        *counter = step.counter;
+        mine.retain(|l| !step.drop.contains(&l.id));
+        if let Some(l) = step.insert {
+            mine.push(l);
+            *next_lease = id.0;
+        }
+        audit.extend(step.audit);
+        Ok(step.answer)
     }
 
     fn settle_attempt(
         &self,
         tax_code: &TaxCode,
         serial: u64,
+        lease: LeaseId,
         limit: u32,
         settlement: Settlement,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
+        event: &AuditEvent,
+    ) -> Result<Settled, StoreError> {
         let mut inner = self.lock();
-        let mut current = false;
-        if let Some((subject, _, counter)) = inner.subjects.get_mut(tax_code) {
-            *counter = settle_rule(*counter, serial, limit, settlement);
-            current = subject
-                .credential
-                .as_ref()
-                .is_some_and(|c| c.serial == serial);
-        }
-        inner.audit.push(audit.clone());
-        Ok(current)
+        let Inner {
+            subjects,
+            leases,
+            audit,
+            ..
+        } = &mut *inner;
+        let mine = leases.entry(tax_code.clone()).or_default();
+        let live = mine.iter().any(|l| l.id == lease);
+        mine.retain(|l| l.id != lease);
+        let Some((subject, _, counter)) = subjects.get_mut(tax_code) else {
+            return Ok(Settled::Stale);
+        };
+        let current = subject.credential.as_ref().map(|c| c.serial);
+        let step = settle_rule(*counter, current, live, serial, limit, settlement, event);
+        *counter = step.counter;
+        audit.push(step.audit);
+        Ok(step.answer)
+    }
+
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        Ok(self.lock().keys.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        fingerprint: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        Ok(*self.lock().keys.entry(id).or_insert(*fingerprint))
     }
 
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

@@ -17,17 +17,66 @@ use crate::contact::Contacts;
 use crate::error::{Error, InputError, Refusal};
 use crate::format::{self, PinFormat};
 use crate::hash::{Hasher, Keyring, PinHash, Verified};
+use crate::keycheck;
 use crate::machine::{self, Context, Mint, Minter};
 use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
 use crate::secret::Pin;
+use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
 use crate::subject::{Attempts, Channel, DeliveryState, Profile, Subject};
 use crate::tax_code::TaxCode;
-use crate::verify::{self, Plan, Purpose, Reservation, VerifyOutcome};
+use crate::verify::{self, Plan, Purpose, VerifyOutcome};
 
 /// How many times a command is re-decided when the record changed under it.
 const CAS_RETRIES: usize = 8;
+
+/// The longest pause between two tries of a settlement.
+const MAX_SETTLE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a driver carries out the attempt protocol; the defaults suit most services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverOptions {
+    /// How long a reserved attempt may stay unsettled before it is deemed dead (its process
+    /// killed mid-compare) and counted as a wrong PIN, with an audit event. It bounds how
+    /// long a dead attempt holds a place in the budget; it must be far longer than a compare
+    /// plus [`DriverOptions::settle_retries`]. Default: 2 minutes.
+    pub attempt_lease: chrono::TimeDelta,
+    /// How many times a settlement that failed with a retryable storage error is tried
+    /// again. Default: 6, which with the default backoff waits at most about 2.5 s.
+    pub settle_retries: u32,
+    /// The first pause before trying a settlement again; it doubles each time, up to 1 s.
+    /// Default: 40 ms.
+    pub settle_backoff: std::time::Duration,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        Self {
+            attempt_lease: chrono::TimeDelta::minutes(2),
+            settle_retries: 6,
+            settle_backoff: std::time::Duration::from_millis(40),
+        }
+    }
+}
+
+impl DriverOptions {
+    /// The defaults with another settlement backoff (tests make it tiny).
+    #[must_use]
+    pub fn with_settle_backoff(mut self, first: std::time::Duration, retries: u32) -> Self {
+        self.settle_backoff = first;
+        self.settle_retries = retries;
+        self
+    }
+
+    /// The defaults with another attempt lease.
+    #[must_use]
+    pub fn with_attempt_lease(mut self, lease: chrono::TimeDelta) -> Self {
+        self.attempt_lease = lease;
+        self
+    }
+}
 
 /// What happened to one delivery.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -145,6 +194,9 @@ pub struct PinService<S, N, R> {
     policy: Policy,
     hasher: Hasher,
     rng: Mutex<R>,
+    options: DriverOptions,
+    /// Whether the current key's fingerprint is known to be on record in the store.
+    key_recorded: std::sync::atomic::AtomicBool,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -155,10 +207,13 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             policy,
             hasher,
             rng: _,
+            options,
+            key_recorded: _,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
             .field("hasher", hasher)
+            .field("options", options)
             .finish_non_exhaustive()
     }
 }
@@ -231,8 +286,14 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// A service over `store` and `notifier`, with `policy`, the pepper `keys`, and a
     /// cryptographic generator (e.g. `ChaCha20Rng` seeded from the OS by the caller).
     ///
+    /// Reads the pepper-key fingerprints the store recorded ([`crate::keycheck`]) and writes
+    /// nothing: a key file that is not the one the store's hashes were made with is refused
+    /// here, before any PIN can be miscounted as wrong.
+    ///
     /// # Errors
-    /// [`Error::Hash`] when the policy's Argon2 parameters are refused.
+    /// [`Error::Hash`] when the policy's Argon2 parameters are refused;
+    /// [`Error::Config`] ([`ConfigError::WrongKey`](crate::error::ConfigError::WrongKey))
+    /// for a key whose fingerprint differs from the store's; storage failures.
     pub fn new(
         store: S,
         notifier: N,
@@ -246,13 +307,39 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             policy.hash_cap(),
             keys,
         )?;
+        keycheck::check(&store, hasher.keys())?;
         Ok(Self {
             store,
             notifier,
             policy,
             hasher,
             rng: Mutex::new(rng),
+            options: DriverOptions::default(),
+            key_recorded: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The same service with other [`DriverOptions`].
+    #[must_use]
+    pub fn with_options(mut self, options: DriverOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The driver options in force.
+    pub fn options(&self) -> &DriverOptions {
+        &self.options
+    }
+
+    /// Records the current key's fingerprint before the first write that may store a hash
+    /// made with it (once per service).
+    fn ensure_key_recorded(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if !self.key_recorded.load(Ordering::Acquire) {
+            keycheck::record_current(&self.store, self.hasher.keys())?;
+            self.key_recorded.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// The policy in force.
@@ -322,6 +409,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 audit,
                 effects,
             } = decision;
+            self.ensure_key_recorded()?;
             let saved = match &loaded {
                 None => self.store.create(&next, &audit),
                 Some(l) => self.store.save(&next, l.version, update, &audit),
@@ -443,12 +531,25 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
 
     /// Verifies `input` as the PIN of `tax` for a service requiring `required`.
     ///
-    /// A subject not on record, or with no usable PIN, gets [`VerifyOutcome::NoPin`] after a
-    /// dummy hash of the same cost.
+    /// Every answer costs one Argon2id evaluation: a subject not on record or with no
+    /// usable PIN ([`VerifyOutcome::NoPin`]), a locked PIN ([`VerifyOutcome::Locked`]) and
+    /// a PIN never used in time (`Expired`) are answered after a dummy hash of the same
+    /// cost, so timing does not tell them apart from a wrong PIN.
+    ///
+    /// The lockout (INPS-12, POL-1, POL-8): at most the limit of wrong comparisons; a right
+    /// PIN never adds to the failures, however many copies of it arrive at once; when
+    /// compares in flight fill what is left of the budget the answer is
+    /// [`VerifyOutcome::TryLater`] (nothing counted), and [`VerifyOutcome::Locked`] is said
+    /// only of a lock made permanent by wrong PINs.
     ///
     /// # Errors
-    /// [`Error::Input`] when `input` cannot be a PIN of the subject's kind (no attempt is
-    /// counted); [`Error::Hash`] when the stored hash cannot be used; storage failures.
+    /// [`Error::Input`] when `input` cannot be a PIN of any kind (nothing is counted);
+    /// [`Error::Config`] when the stored hash was made with another key, test-only
+    /// parameters or parameters outside the floor/cap (nothing is counted); storage
+    /// failures — [`Error::is_retryable`] tells those worth retrying. A reservation whose
+    /// settlement keeps failing past the retries expires after
+    /// [`DriverOptions::attempt_lease`] and is then counted as a wrong PIN, with an audit
+    /// event.
     pub fn verify(
         &self,
         tax: &TaxCode,
@@ -478,93 +579,137 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         // What a compare of this input looks like when it cannot match (a PIN of another
         // shape than the subject's, or no subject at all): same cost, no match.
         let raw = || Pin::from_string(input.chars().take(64).collect());
+        let done = |outcome| Verification {
+            outcome,
+            proof: None,
+        };
         for _ in 0..CAS_RETRIES {
             let loaded = self.load(tax)?;
             let attempts = loaded.as_ref().map(|l| l.attempts).unwrap_or_default();
             let subject = loaded.as_ref().map(|l| &l.subject);
-            match verify::plan(subject, &attempts, purpose, now, &self.policy) {
-                Plan::Done {
-                    outcome,
-                    dummy,
-                    audit,
-                } => {
-                    if dummy {
-                        let _ = self.hasher.verify_dummy(&raw());
-                    }
-                    if let Some(ev) = audit {
-                        self.store
-                            .append_audit(&[ev])
-                            .map_err(|e| store_err(tax, e))?;
-                    }
-                    return Ok(Verification {
+            let (serial, limit, format, hash) =
+                match verify::plan(subject, &attempts, purpose, now, &self.policy) {
+                    Plan::Done {
                         outcome,
-                        proof: None,
-                    });
-                }
-                Plan::Compare {
-                    serial,
-                    limit,
-                    format,
-                    hash,
-                } => {
-                    let Some(loaded) = loaded else {
-                        return Err(Error::UnknownSubject(tax.clone()));
-                    };
-                    let failures = match self
-                        .store
-                        .reserve_attempt(tax, serial, limit)
-                        .map_err(|e| store_err(tax, e))?
-                    {
-                        Reservation::Stale => continue,
-                        Reservation::Locked => {
-                            let ev = verify::audit_event(&loaded.subject, now, purpose, "locked");
+                        dummy,
+                        audit,
+                    } => {
+                        if dummy {
+                            let _ = self.hasher.verify_dummy(&raw());
+                        }
+                        if let Some(ev) = audit {
                             self.store
                                 .append_audit(&[ev])
                                 .map_err(|e| store_err(tax, e))?;
-                            return Ok(Verification {
-                                outcome: VerifyOutcome::Locked,
-                                proof: None,
-                            });
                         }
-                        Reservation::Granted { failures } => failures,
-                    };
-                    // The attempt is counted durably; now the compare, outside any lock. A
-                    // PIN of another shape than this credential's is a wrong PIN like any
-                    // other, at the same cost. A hash error leaves the attempt counted, which
-                    // is the safe side.
-                    let pin = format::parse_input(format, input).unwrap_or_else(|_| raw());
-                    let compared = self.hasher.compare(&pin, &hash)?;
-                    let finished = verify::finish(
-                        &loaded.subject,
-                        failures,
-                        &compared,
-                        purpose,
-                        now,
-                        &self.policy,
-                    );
-                    let current = self
-                        .store
-                        .settle_attempt(tax, serial, limit, finished.settle, &finished.audit)
-                        .map_err(|e| store_err(tax, e))?;
-                    if !current {
-                        // A new PIN was issued while this one was compared: its outcome no
-                        // longer means anything (BOTH-1). Plan again on the current record.
-                        continue;
+                        return Ok(done(outcome));
                     }
-                    let rehash =
-                        matches!(compared.verified(), Verified::Match { needs_rehash: true })
-                            && compared.matched(&hash);
-                    if finished.update.is_some() || rehash {
-                        self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
-                    }
-                    return Ok(Verification {
-                        outcome: finished.outcome,
-                        proof: finished.proof,
-                    });
+                    Plan::Compare {
+                        serial,
+                        limit,
+                        format,
+                        hash,
+                    } => (serial, limit, format, hash),
+                };
+            let Some(loaded) = loaded else {
+                return Err(Error::UnknownSubject(tax.clone()));
+            };
+            // A hash this service cannot check (another key, test-only parameters) would
+            // make every right PIN look wrong: refuse before anything is counted (POL-8).
+            keycheck::usable(&self.hasher, &hash)?;
+            let request = ReserveRequest {
+                serial,
+                limit,
+                now,
+                lease: self.options.attempt_lease,
+            };
+            let lease = match self
+                .store
+                .reserve_attempt(tax, &request)
+                .map_err(|e| store_err(tax, e))?
+            {
+                Reservation::Stale => continue,
+                Reservation::TryLater { retry_after } => {
+                    return Ok(done(VerifyOutcome::TryLater { retry_after }));
                 }
+                Reservation::Locked { newly: _ } => {
+                    // Same cost as a compare: a locked PIN is not told apart by timing.
+                    let _ = self.hasher.verify_dummy(&raw());
+                    let ev = verify::audit_event(&loaded.subject, now, purpose, "locked");
+                    self.store
+                        .append_audit(&[ev])
+                        .map_err(|e| store_err(tax, e))?;
+                    return Ok(done(VerifyOutcome::Locked));
+                }
+                Reservation::Granted { lease, .. } => lease,
+            };
+            // The attempt is reserved durably; now the compare, outside any lock. A PIN of
+            // another shape than this credential's is a wrong PIN like any other, at the
+            // same cost.
+            let pin = format::parse_input(format, input).unwrap_or_else(|_| raw());
+            let compared = match self.hasher.compare(&pin, &hash) {
+                Ok(c) => c,
+                Err(e) => {
+                    // No compare took place: release the reservation uncounted.
+                    let ev = verify::audit_event(&loaded.subject, now, purpose, "hash_error");
+                    let _ = self.settle(tax, serial, lease, limit, Settlement::Release, &ev);
+                    return Err(e.into());
+                }
+            };
+            let finished = verify::finish(&loaded.subject, &compared, purpose, now, &self.policy);
+            let settled =
+                self.settle(tax, serial, lease, limit, finished.settle, &finished.audit)?;
+            let Some(outcome) = finished.outcome(settled) else {
+                // A new PIN was issued while this one was compared: its outcome no longer
+                // means anything (BOTH-1). Plan again on the current record.
+                continue;
+            };
+            if outcome == VerifyOutcome::Locked {
+                return Ok(done(outcome));
             }
+            let rehash = matches!(compared.verified(), Verified::Match { needs_rehash: true })
+                && compared.matched(&hash);
+            if finished.update.is_some() || rehash {
+                self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
+            }
+            return Ok(Verification {
+                outcome,
+                proof: finished.proof,
+            });
         }
         Err(Error::Contention(tax.clone()))
+    }
+
+    /// Settles a reservation, retrying a retryable storage failure with backoff for a
+    /// bounded time ([`DriverOptions::settle_retries`]): a right PIN whose settlement meets
+    /// a busy or briefly unavailable store is still settled as a success once the store
+    /// recovers, instead of leaving its reservation to expire and count as a failure
+    /// (POL-8).
+    fn settle(
+        &self,
+        tax: &TaxCode,
+        serial: u64,
+        lease: LeaseId,
+        limit: u32,
+        settlement: Settlement,
+        audit: &crate::audit::AuditEvent,
+    ) -> Result<Settled, Error> {
+        let mut backoff = self.options.settle_backoff;
+        let mut tries = 0u32;
+        loop {
+            match self
+                .store
+                .settle_attempt(tax, serial, lease, limit, settlement, audit)
+            {
+                Ok(settled) => return Ok(settled),
+                Err(e) if e.is_retryable() && tries < self.options.settle_retries => {
+                    tries += 1;
+                    std::thread::sleep(backoff);
+                    backoff = backoff.saturating_mul(2).min(MAX_SETTLE_BACKOFF);
+                }
+                Err(e) => return Err(store_err(tax, e)),
+            }
+        }
     }
 
     /// After a match: save the first-use confirmation (NOIPA-7; it also ends the window in
@@ -578,6 +723,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             .as_ref()
             .and_then(|u| u.credential.as_ref())
             .and_then(|c| c.first_used_at);
+        let rehash = rehash.filter(|_| self.ensure_key_recorded().is_ok());
         let new_hash = match rehash.map(|pin| self.mint().seal(pin)) {
             Some(Ok(h)) => Some(h),
             Some(Err(_)) | None => None,
@@ -766,6 +912,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             decided.push((d.next, d.audit));
         }
         let n = decided.len();
+        self.ensure_key_recorded()?;
         self.store.create_many(&decided).map_err(|e| match e {
             StoreError::EmailTaken => Error::EmailInUse,
             other => Error::Store(other),

@@ -1,20 +1,27 @@
 //! The storage port.
 //!
 //! A store keeps, per subject: the [`Subject`] record with a version for compare-and-swap
-//! saves, the [`Attempts`] counter beside it, and an append-only audit log. The counter is
-//! changed only by [`Store::reserve_attempt`] and [`Store::settle_attempt`] — atomic
-//! operations inside the store (an SQL `UPDATE … RETURNING`, a mutex) — and by the
+//! saves, the [`Attempts`] counter and the [`Lease`]s in flight beside it, the pepper-key
+//! fingerprints, and an append-only audit log. The counter is changed only by
+//! [`Store::reserve_attempt`] and [`Store::settle_attempt`] — atomic steps inside the store
+//! (a transaction, a mutex) that apply the shared rules of [`crate::attempts`] — and by the
 //! [`AttemptsUpdate`] rule of a save; never by a read-modify-write in the caller, so that
-//! no race and no crash can give an attacker a free guess.
+//! no race and no crash can give an attacker a free guess, and none can count a right PIN
+//! as a wrong one (POL-8).
 //!
 //! Every implementation must pass the conformance suite, `pin_core::conformance` (feature
 //! `conformance`).
 
+pub use crate::attempts::{
+    Lease, LeaseId, Reservation, ReserveRequest, ReserveStep, SettleStep, Settled, Settlement,
+    reserve_rule, settle_rule,
+};
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
+use crate::keycheck::KeyFingerprint;
+use crate::secret::KeyId;
 use crate::subject::{Attempts, Subject};
 use crate::tax_code::TaxCode;
-use crate::verify::{Reservation, Settlement};
 
 /// A record as loaded, with its version and attempt counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,38 +118,52 @@ pub trait Store {
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError>;
 
-    /// Atomically and durably counts one attempt on credential `serial` before its compare:
-    /// refused ([`Reservation::Locked`]) when the counter is blocked or at `limit` — and a
-    /// refusal at the limit blocks the counter for good in the same atomic step, so a lock
-    /// anyone was told about is never re-opened — and [`Reservation::Stale`] when `serial`
-    /// is not the subject's current credential.
+    /// Atomically and durably reserves one attempt on credential `request.serial` before
+    /// its compare, by applying [`reserve_rule`] to the subject's counter and leases in one
+    /// atomic step and writing back everything it returns (counter, leases dropped and
+    /// inserted, audit events). The answer is the rule's.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] or a backend failure.
+    /// [`StoreError::NotFound`] or a backend failure; on error nothing was changed.
     fn reserve_attempt(
         &self,
         tax_code: &TaxCode,
-        serial: u64,
-        limit: u32,
+        request: &ReserveRequest,
     ) -> Result<Reservation, StoreError>;
 
-    /// Settles a granted reservation and appends `audit`, atomically ([`settle_rule`]):
-    /// `Success { reserved }` clears the failures counted up to that reservation unless the
-    /// counter is blocked; `Failure` blocks the counter for good once failures reach
-    /// `limit`. Returns whether `serial` is still the subject's current credential; when it
-    /// is not, the counter is left alone and the caller must not report the compare's
-    /// outcome (the PIN it checked is no longer valid, BOTH-1).
+    /// Settles reservation `lease` on credential `serial`, by applying [`settle_rule`] in
+    /// one atomic step: deletes the lease, writes back the counter and appends the audit
+    /// event the rule returns. The answer is the rule's.
     ///
     /// # Errors
-    /// A backend failure.
+    /// A backend failure; on error nothing was changed.
     fn settle_attempt(
         &self,
         tax_code: &TaxCode,
         serial: u64,
+        lease: LeaseId,
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Settled, StoreError>;
+
+    /// The pepper-key fingerprints recorded in the store: one per key id that hashes in it
+    /// were made with ([`crate::keycheck`]).
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError>;
+
+    /// Records the fingerprint of key `id` unless one is recorded already (then nothing is
+    /// changed, whatever the value); returns the fingerprint on record afterwards.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        fingerprint: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError>;
 
     /// Appends audit events that come with no record change.
     ///
@@ -176,18 +197,29 @@ impl<S: Store + ?Sized> Store for &S {
     ) -> Result<u64, StoreError> {
         (**self).save(s, e, u, a)
     }
-    fn reserve_attempt(&self, t: &TaxCode, s: u64, l: u32) -> Result<Reservation, StoreError> {
-        (**self).reserve_attempt(t, s, l)
+    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
+        (**self).reserve_attempt(t, r)
     }
     fn settle_attempt(
         &self,
         t: &TaxCode,
         s: u64,
-        l: u32,
+        l: LeaseId,
+        limit: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        (**self).settle_attempt(t, s, l, x, a)
+    ) -> Result<Settled, StoreError> {
+        (**self).settle_attempt(t, s, l, limit, x, a)
+    }
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        (**self).key_fingerprints()
+    }
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        f: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        (**self).record_key_fingerprint(id, f)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         (**self).append_audit(e)
@@ -209,57 +241,5 @@ pub fn next_attempts(previous: Attempts, subject: &Subject, update: AttemptsUpda
             blocked: false,
         },
         AttemptsUpdate::CarryOver => Attempts { serial, ..previous },
-    }
-}
-
-/// The reservation rule every store applies atomically: returns the answer and the new
-/// counter.
-#[must_use]
-pub fn reserve_rule(
-    counter: Attempts,
-    current_serial: Option<u64>,
-    serial: u64,
-    limit: u32,
-) -> (Reservation, Attempts) {
-    if current_serial != Some(serial) || counter.serial != serial {
-        return (Reservation::Stale, counter);
-    }
-    if counter.is_locked(limit) {
-        // Once anyone has been told "locked", the lock is for good: a correct PIN whose
-        // compare is still running cannot re-open it by settling a success.
-        return (
-            Reservation::Locked,
-            Attempts {
-                blocked: true,
-                ..counter
-            },
-        );
-    }
-    let failures = counter.failures.saturating_add(1);
-    (
-        Reservation::Granted { failures },
-        Attempts {
-            failures,
-            ..counter
-        },
-    )
-}
-
-/// The settlement rule every store applies atomically.
-#[must_use]
-pub fn settle_rule(counter: Attempts, serial: u64, limit: u32, settlement: Settlement) -> Attempts {
-    if counter.serial != serial {
-        return counter;
-    }
-    match settlement {
-        Settlement::Success { reserved } if !counter.blocked => Attempts {
-            failures: counter.failures.saturating_sub(reserved),
-            ..counter
-        },
-        Settlement::Success { .. } => counter,
-        Settlement::Failure { reserved } => Attempts {
-            blocked: counter.blocked || counter.failures >= limit || reserved >= limit,
-            ..counter
-        },
     }
 }

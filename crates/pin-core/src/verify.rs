@@ -4,13 +4,19 @@
 //!
 //! 1. [`plan`]: from the record and counter, either an outcome that needs no compare
 //!    (locked, no PIN, expired unused PIN) or [`Plan::Compare`].
-//! 2. The driver reserves an attempt in the store (an atomic, durable increment that is
-//!    refused once the limit is reached), then compares with the [`crate::hash::Hasher`] outside
-//!    any storage lock.
-//! 3. [`finish`]: the typed outcome, the proof of authentication when the PIN matched, the
-//!    settlement for the store and the record update (first use confirms delivery, NOIPA-7).
+//! 2. The driver checks that the stored hash is usable by its configuration (a wrong key or
+//!    test-only parameters are an error, before anything is counted), reserves an attempt
+//!    in the store (a durable lease, [`crate::attempts`]: granted while wrong comparisons
+//!    plus compares in flight stay under the limit, `TryLater` when compares in flight fill
+//!    the rest, `Locked` only for good), then compares with the [`crate::hash::Hasher`]
+//!    outside any storage lock.
+//! 3. [`finish`]: what the compare means — the proof of authentication when the PIN
+//!    matched, the settlement for the store and the record update (first use confirms
+//!    delivery, NOIPA-7); the store's settlement then gives the outcome
+//!    ([`Finished::outcome`]).
 //!
-//! Consecutive failures reset only on success. A blocked PIN stays blocked for good (POL-5).
+//! Consecutive failures reset only on success; a compare that matched never adds to them
+//! (POL-8). A blocked PIN stays blocked for good (POL-5).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -44,7 +50,9 @@ pub enum Purpose {
 pub enum ExpiryReason {
     /// The periodic change is due (INPS-11): change the PIN.
     Rotation,
-    /// The PIN was issued and never used within its validity: ask for a new one.
+    /// The PIN was issued and never used within its validity, so it can no longer be used:
+    /// ask for a new one. The input was **not** compared: the answer is the same for a right
+    /// and a wrong PIN, and costs the same.
     UnusedInitial,
 }
 
@@ -82,7 +90,8 @@ pub enum VerifyOutcome {
     },
     /// The PIN is right but is the 16-character initial one: change it first (INPS-3).
     MustChange,
-    /// The PIN is right but expired.
+    /// The PIN can no longer be used: its periodic change is due (the PIN given was right),
+    /// or it was never used in time (the input was not compared; see [`ExpiryReason`]).
     Expired {
         /// Why.
         reason: ExpiryReason,
@@ -209,7 +218,7 @@ pub fn plan(
     if attempts.serial == cred.serial && attempts.blocked {
         return Plan::Done {
             outcome: VerifyOutcome::Locked,
-            dummy: false,
+            dummy: true,
             audit: Some(audit_event(subject, now, purpose, "locked")),
         };
     }
@@ -218,7 +227,7 @@ pub fn plan(
             outcome: VerifyOutcome::Expired {
                 reason: ExpiryReason::UnusedInitial,
             },
-            dummy: false,
+            dummy: true,
             audit: Some(audit_event(subject, now, purpose, "expired_unused")),
         };
     }
@@ -230,60 +239,51 @@ pub fn plan(
     }
 }
 
-/// What the store answered to the reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reservation {
-    /// Reserved: the count of failures including this attempt.
-    Granted {
-        /// Failures counted, this attempt included.
-        failures: u32,
-    },
-    /// The limit is reached: no compare.
-    Locked,
-    /// The serial is no longer current: reload and plan again.
-    Stale,
-}
+pub use crate::attempts::{Reservation, Settled, Settlement};
 
-/// How the store settles a granted reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settlement {
-    /// The PIN matched: the failures counted up to and including this attempt are
-    /// cleared — attempts reserved after it stay counted — unless the PIN was blocked
-    /// meanwhile, which a success never undoes.
-    Success {
-        /// The count the reservation returned (this attempt included).
-        reserved: u32,
-    },
-    /// The PIN did not match: the reserved failure stays, and a reservation that reached
-    /// the limit blocks the PIN for good — whatever a success settled meanwhile — so every
-    /// `Locked` answer is final.
-    Failure {
-        /// The count the reservation returned (this attempt included).
-        reserved: u32,
-    },
-}
-
-/// Step 3's answer.
+/// Step 3's answer: what the compare means, before the store settles it.
 #[derive(Debug)]
 #[must_use]
 pub struct Finished {
-    /// The outcome.
-    pub outcome: VerifyOutcome,
+    /// What the compare means when it is settled as counted ([`Finished::outcome`]).
+    matched: Option<VerifyOutcome>,
+    /// The lockout limit.
+    limit: u32,
     /// Proof for a follow-up command, when the PIN matched and the purpose allows it.
     pub proof: Option<Authenticated>,
     /// How to settle the reservation.
     pub settle: Settlement,
     /// The record to save (compare-and-swap) when the first use confirms delivery.
     pub update: Option<Subject>,
-    /// Audit event, stored with the settlement.
+    /// Audit event, stored with the settlement (the store's rule makes its outcome exact).
     pub audit: AuditEvent,
 }
 
-/// Step 3: the outcome of a compare whose reservation counted `failures` (this attempt
-/// included).
+impl Finished {
+    /// The outcome, once the store answered the settlement; `None` when the credential was
+    /// replaced meanwhile ([`Settled::Stale`]) and the driver must plan again.
+    #[must_use]
+    pub fn outcome(&self, settled: Settled) -> Option<VerifyOutcome> {
+        match (settled, self.matched) {
+            (Settled::Stale, _) => None,
+            (Settled::Locked, _) => Some(VerifyOutcome::Locked),
+            (Settled::Done { .. }, Some(outcome)) => Some(outcome),
+            (Settled::Done { blocked: true, .. }, None) => Some(VerifyOutcome::Locked),
+            (Settled::Done { failures, .. }, None) => {
+                let remaining = self.limit.saturating_sub(failures).max(1);
+                Some(VerifyOutcome::Rejected {
+                    remaining_attempts: remaining,
+                    final_try: remaining == 1,
+                })
+            }
+        }
+    }
+}
+
+/// Step 3: what a compare means. The failures, and so the answer to a wrong PIN, come from
+/// the store's settlement ([`Finished::outcome`]).
 pub fn finish(
     subject: &Subject,
-    failures: u32,
     compared: &Compared,
     purpose: Purpose,
     now: DateTime<Utc>,
@@ -294,37 +294,24 @@ pub fn finish(
         .credential
         .as_ref()
         .is_some_and(|c| compared.matched(&c.hash));
+    let wrong = |audit| Finished {
+        matched: None,
+        limit,
+        proof: None,
+        settle: Settlement::Failure,
+        update: None,
+        audit,
+    };
     let Some(cred) = subject.credential.as_ref() else {
-        return Finished {
-            outcome: VerifyOutcome::NoPin,
-            proof: None,
-            settle: Settlement::Failure { reserved: failures },
-            update: None,
-            audit: audit_event(subject, now, purpose, "no_pin"),
-        };
+        return wrong(audit_event(subject, now, purpose, "no_pin"));
     };
     if !matched {
-        let remaining = limit.saturating_sub(failures);
-        let outcome = if remaining == 0 {
-            VerifyOutcome::Locked
-        } else {
-            VerifyOutcome::Rejected {
-                remaining_attempts: remaining,
-                final_try: remaining == 1,
-            }
-        };
-        let name = if remaining == 0 {
-            "rejected_now_locked"
-        } else {
-            "rejected"
-        };
-        return Finished {
-            outcome,
-            proof: None,
-            settle: Settlement::Failure { reserved: failures },
-            update: None,
-            audit: audit_event(subject, now, purpose, name),
-        };
+        return wrong(audit_event(
+            subject,
+            now,
+            purpose,
+            crate::attempts::REJECTED,
+        ));
     }
     let first_use = cred.first_used_at.is_none();
     let update = first_use.then(|| {
@@ -408,9 +395,10 @@ pub fn finish(
     };
     let audit = audit_event(subject, now, purpose, outcome.name());
     Finished {
-        outcome,
+        matched: Some(outcome),
+        limit,
         proof,
-        settle: Settlement::Success { reserved: failures },
+        settle: Settlement::Success,
         update,
         audit,
     }

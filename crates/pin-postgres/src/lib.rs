@@ -105,6 +105,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod attempts;
 mod chain;
 #[cfg(feature = "throwaway-cluster")]
 pub mod cluster;

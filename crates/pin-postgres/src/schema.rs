@@ -17,10 +17,10 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x0070_696e_2d6d_6967;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `pin_migrations` holds `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -120,8 +120,39 @@ CREATE TRIGGER audit_extends_chain BEFORE INSERT ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_extend_chain();
 ";
 
+/// Schema 2: the attempts in flight (leases, so that a right PIN is never counted as a
+/// failure and a killed compare is, POL-8) and the pepper-key fingerprints (a wrong key file
+/// is refused before anything is counted).
+const MIGRATION_2: &str = r"
+CREATE SEQUENCE attempt_lease_ids AS bigint MINVALUE 1;
+
+CREATE TABLE attempt_leases (
+    id         bigint NOT NULL PRIMARY KEY CHECK (id >= 1),
+    tax_code   text   NOT NULL REFERENCES subjects (tax_code) ON DELETE CASCADE,
+    serial     bigint NOT NULL CHECK (serial >= 1),
+    -- Unix time in milliseconds.
+    expires_at bigint NOT NULL
+);
+
+CREATE INDEX attempt_leases_by_subject ON attempt_leases (tax_code);
+
+-- HMAC-SHA-256 of a fixed label under each pepper key: identifies the key, never reveals it.
+CREATE TABLE key_fingerprints (
+    key_id      bigint NOT NULL PRIMARY KEY CHECK (key_id BETWEEN 0 AND 4294967295),
+    fingerprint bytea  NOT NULL CHECK (length(fingerprint) = 32)
+);
+";
+
 /// Tables the current schema must have.
-const TABLES: [&str; 5] = ["subjects", "credentials", "attempts", "audit", "audit_head"];
+const TABLES: [&str; 7] = [
+    "subjects",
+    "credentials",
+    "attempts",
+    "audit",
+    "audit_head",
+    "attempt_leases",
+    "key_fingerprints",
+];
 
 /// Where a store's connections go: the parsed URL, and how to name the server in messages.
 #[derive(Clone)]

@@ -3,21 +3,23 @@
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::{self as audit_chain, ChainReport};
 use pin_core::command::AttemptsUpdate;
+use pin_core::keycheck::KeyFingerprint;
 use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
-use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::secret::KeyId;
+use pin_core::store::{
+    LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
+};
 use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
-use pin_core::verify::{Reservation, Settlement};
 use postgres::Row;
 
+use crate::attempts;
 use crate::chain;
 use crate::error::OpenError;
 use crate::options::{DEFAULT_POOL_SIZE, PostgresOptions};
 use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
 use crate::schema::{self, Target};
 
-/// How many times a reservation re-reads a counter that moved between its statements.
-const RESERVE_ROUNDS: usize = 16;
 
 /// The database, as named in messages.
 const ENGINE: &str = "PostgreSQL";
@@ -247,72 +249,6 @@ fn apply_attempts(tx: &mut Tx<'_>, tax_code: &str, update: AttemptsUpdate) -> Re
     }
 }
 
-/// Grants an attempt: one atomic statement. `UPDATE` locks the counter row and, under
-/// `READ COMMITTED`, re-checks the `WHERE` clause on its newest committed version, so two
-/// reservations can never both see the same count.
-const GRANT: &str = "
-UPDATE attempts a SET failures = a.failures + 1
-  FROM credentials c
- WHERE a.tax_code = $1 AND c.tax_code = $1 AND a.serial = $2 AND c.serial = $2
-   AND NOT a.blocked AND a.failures < $3
-RETURNING a.failures";
-
-/// Makes a lock reached at the limit permanent, in the same atomic way.
-const BLOCK: &str = "
-UPDATE attempts a SET blocked = true
-  FROM credentials c
- WHERE a.tax_code = $1 AND c.tax_code = $1 AND a.serial = $2 AND c.serial = $2
-   AND NOT a.blocked AND a.failures >= $3
-RETURNING a.failures";
-
-/// Why a reservation was refused.
-const COUNTER_STATE: &str = "
-SELECT a.serial, a.blocked, c.serial
-  FROM subjects s
-  LEFT JOIN attempts a ON a.tax_code = s.tax_code
-  LEFT JOIN credentials c ON c.tax_code = s.tax_code
- WHERE s.tax_code = $1";
-
-fn reserve_in(tx: &mut Tx<'_>, tax: &str, serial: i64, limit: i64) -> Result<Reservation, TxError> {
-    for _ in 0..RESERVE_ROUNDS {
-        if let Some(row) = tx.query_opt(GRANT, &[&tax, &serial, &limit])? {
-            let failures: i64 = get(&row, 0)?;
-            let failures = u32::try_from(failures)
-                .map_err(|_| StoreError::Corrupt(format!("attempts failures {failures}")))?;
-            return Ok(Reservation::Granted { failures });
-        }
-        // Refused at the limit: block for good in the same atomic step as the refusal, so
-        // that a correct PIN still being compared cannot re-open the lock by its success.
-        if tx.query_opt(BLOCK, &[&tax, &serial, &limit])?.is_some() {
-            return Ok(Reservation::Locked);
-        }
-        let Some(state) = tx.query_opt(COUNTER_STATE, &[&tax])? else {
-            return Err(StoreError::NotFound.into());
-        };
-        let counter: Option<i64> = get(&state, 0)?;
-        let blocked: Option<bool> = get(&state, 1)?;
-        let current: Option<i64> = get(&state, 2)?;
-        match (counter, blocked) {
-            (None, _) | (_, None) => {
-                return Err(
-                    StoreError::Corrupt("the subject has no attempt counter".into()).into(),
-                );
-            }
-            (Some(c), Some(true)) if c == serial && current == Some(serial) => {
-                return Ok(Reservation::Locked);
-            }
-            // Current but neither grantable nor blockable a moment ago: another transaction
-            // moved the counter between the statements (a success reset it). Ask again.
-            (Some(c), Some(false)) if c == serial && current == Some(serial) => {}
-            _ => return Ok(Reservation::Stale),
-        }
-    }
-    Err(StoreError::Backend(
-        "the attempt counter kept changing while a reservation was being decided".into(),
-    )
-    .into())
-}
-
 impl Store for PostgresStore {
     fn load(&self, tax_code: &TaxCode) -> Result<Option<Loaded>, StoreError> {
         // One statement: one snapshot, no transaction needed.
@@ -392,14 +328,10 @@ impl Store for PostgresStore {
     fn reserve_attempt(
         &self,
         tax_code: &TaxCode,
-        serial: u64,
-        limit: u32,
+        request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
-        let tax = tax_code.as_str();
-        // A serial PostgreSQL cannot hold is no subject's current serial.
-        let serial = i64::try_from(serial).unwrap_or(-1);
         self.pool.run(Mode::Write, |tx| {
-            reserve_in(tx, tax, serial, i64::from(limit))
+            attempts::reserve_in(tx, tax_code, request)
         })
     }
 
@@ -407,38 +339,27 @@ impl Store for PostgresStore {
         &self,
         tax_code: &TaxCode,
         serial: u64,
+        lease: LeaseId,
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let tax = tax_code.as_str();
-        let serial = i64::try_from(serial).unwrap_or(-1);
-        let limit = i64::from(limit);
+    ) -> Result<Settled, StoreError> {
         self.pool.run(Mode::Write, |tx| {
-            let _ = match settlement {
-                // Clear only the failures counted up to this reservation: guesses reserved
-                // after it stay counted.
-                Settlement::Success { reserved } => tx.execute(
-                    "UPDATE attempts SET failures = greatest(failures - $3, 0)
-                      WHERE tax_code = $1 AND serial = $2 AND NOT blocked AND failures <> 0",
-                    &[&tax, &serial, &i64::from(reserved)],
-                )?,
-                // A reservation that reached the limit was answered "locked": block for
-                // good, even if a success lowered the count meanwhile.
-                Settlement::Failure { reserved } => tx.execute(
-                    "UPDATE attempts SET blocked = true
-                      WHERE tax_code = $1 AND serial = $2 AND NOT blocked
-                        AND (failures >= $3 OR $4 >= $3)",
-                    &[&tax, &serial, &limit, &i64::from(reserved)],
-                )?,
-            };
-            let current = tx.query_opt(
-                "SELECT serial FROM credentials WHERE tax_code = $1",
-                &[&tax],
-            )?;
-            let current: Option<i64> = current.map(|r| get(&r, 0)).transpose()?;
-            chain::append(tx, std::slice::from_ref(audit))?;
-            Ok(current == Some(serial))
+            attempts::settle_in(tx, tax_code, serial, lease, limit, settlement, audit)
+        })
+    }
+
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        self.pool.run(Mode::Statement, attempts::fingerprints)
+    }
+
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        fingerprint: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        self.pool.run(Mode::Write, |tx| {
+            attempts::record_fingerprint(tx, id, fingerprint)
         })
     }
 

@@ -95,6 +95,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod attempts;
 mod chain;
 mod error;
 mod options;

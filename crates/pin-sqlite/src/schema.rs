@@ -10,10 +10,10 @@ use crate::options::SqliteOptions;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `user_version` is `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
@@ -81,8 +81,36 @@ WHEN NEW.id IS NOT (SELECT coalesce(max(id), 0) + 1 FROM audit)
 BEGIN SELECT RAISE(ABORT, 'an audit row must extend the chain'); END;
 ";
 
+/// Schema 2: the attempts in flight (leases, so that a right PIN is never counted as a
+/// failure and a killed compare is, POL-8) and the pepper-key fingerprints (a wrong key file
+/// is refused before anything is counted).
+const MIGRATION_2: &str = r"
+CREATE TABLE attempt_leases (
+    id         INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT CHECK (id >= 1),
+    tax_code   TEXT    NOT NULL REFERENCES subjects (tax_code) ON DELETE CASCADE,
+    serial     INTEGER NOT NULL CHECK (serial >= 1),
+    -- Unix time in milliseconds.
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX attempt_leases_by_subject ON attempt_leases (tax_code);
+
+-- HMAC-SHA-256 of a fixed label under each pepper key: identifies the key, never reveals it.
+CREATE TABLE key_fingerprints (
+    key_id      INTEGER NOT NULL PRIMARY KEY CHECK (key_id BETWEEN 0 AND 4294967295),
+    fingerprint BLOB    NOT NULL CHECK (length(fingerprint) = 32)
+) STRICT;
+";
+
 /// Tables the current schema must have.
-const TABLES: [&str; 4] = ["subjects", "credentials", "attempts", "audit"];
+const TABLES: [&str; 6] = [
+    "subjects",
+    "credentials",
+    "attempts",
+    "audit",
+    "attempt_leases",
+    "key_fingerprints",
+];
 
 /// Where a store's connections come from.
 #[derive(Clone, Debug)]

@@ -6,15 +6,19 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::{self as audit_chain, ChainReport};
 use pin_core::command::AttemptsUpdate;
+use pin_core::keycheck::KeyFingerprint;
 use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
-use pin_core::store::{Loaded, Store, StoreError};
+use pin_core::secret::KeyId;
+use pin_core::store::{
+    LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
+};
 use pin_core::subject::Subject;
 use pin_core::tax_code::TaxCode;
-use pin_core::verify::{Reservation, Settlement};
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
+use crate::attempts;
 use crate::chain;
 use crate::error::{DbError, OpenError};
 use crate::options::SqliteOptions;
@@ -529,102 +533,41 @@ impl Store for SqliteStore {
     fn reserve_attempt(
         &self,
         tax_code: &TaxCode,
-        serial: u64,
-        limit: u32,
+        request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
-        let tax = tax_code.as_str();
-        // A serial SQLite cannot hold is no subject's current serial.
-        let serial_sql = i64::try_from(serial).unwrap_or(-1);
-        self.write(|tx| {
-            let granted: Option<i64> = tx
-                .prepare_cached(
-                    "UPDATE attempts SET failures = failures + 1
-                      WHERE tax_code = ?1 AND serial = ?2 AND blocked = 0 AND failures < ?3
-                        AND serial = (SELECT serial FROM credentials WHERE tax_code = ?1)
-                  RETURNING failures",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![tax, serial_sql, limit], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(db)?;
-            if let Some(failures) = granted {
-                let failures = u32::try_from(failures)
-                    .map_err(|_| StoreError::Corrupt(format!("attempts failures {failures}")))?;
-                return Ok(Reservation::Granted { failures });
-            }
-            // Refused: tell why, from the same transaction.
-            let state: Option<(Option<i64>, Option<i64>)> = tx
-                .query_row(
-                    "SELECT a.serial, c.serial FROM subjects s
-                       LEFT JOIN attempts a ON a.tax_code = s.tax_code
-                       LEFT JOIN credentials c ON c.tax_code = s.tax_code
-                      WHERE s.tax_code = ?1",
-                    [tax],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(db)?;
-            match state {
-                None => Err(StoreError::NotFound),
-                Some((None, _)) => Err(StoreError::Corrupt(
-                    "the subject has no attempt counter".into(),
-                )),
-                Some((Some(counter), current))
-                    if counter == serial_sql && current == Some(serial_sql) =>
-                {
-                    // The limit is reached: make the lock permanent now, so that a
-                    // correct PIN still being compared cannot re-open it by its success.
-                    tx.execute(
-                        "UPDATE attempts SET blocked = 1 WHERE tax_code = ?1 AND serial = ?2",
-                        params![tax, serial_sql],
-                    )
-                    .map_err(db)?;
-                    Ok(Reservation::Locked)
-                }
-                Some(_) => Ok(Reservation::Stale),
-            }
-        })
+        self.write(|tx| attempts::reserve_in(tx, tax_code, request))
     }
 
     fn settle_attempt(
         &self,
         tax_code: &TaxCode,
         serial: u64,
+        lease: LeaseId,
         limit: u32,
         settlement: Settlement,
         audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let serial_sql = i64::try_from(serial).unwrap_or(-1);
-        self.write(|tx| {
-            match settlement {
-                // Clear only the failures counted up to this reservation: guesses reserved
-                // after it stay counted (SQLite's max() of two values is the larger one).
-                Settlement::Success { reserved } => tx
-                    .prepare_cached(
-                        "UPDATE attempts SET failures = max(failures - ?3, 0)
-                          WHERE tax_code = ?1 AND serial = ?2 AND blocked = 0",
-                    )
-                    .and_then(|mut s| s.execute(params![tax_code.as_str(), serial_sql, reserved])),
-                // A reservation that reached the limit was answered "locked": block for
-                // good, even if a success lowered the count meanwhile.
-                Settlement::Failure { reserved } => tx
-                    .prepare_cached(
-                        "UPDATE attempts SET blocked = (blocked OR failures >= ?3 OR ?4 >= ?3)
-                          WHERE tax_code = ?1 AND serial = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![tax_code.as_str(), serial_sql, limit, reserved])
-                    }),
-            }
-            .map_err(db)?;
-            let current: Option<i64> = tx
-                .prepare_cached("SELECT serial FROM credentials WHERE tax_code = ?1")
-                .and_then(|mut s| s.query_row([tax_code.as_str()], |r| r.get(0)).optional())
-                .map_err(db)?;
-            chain::append(tx, std::slice::from_ref(audit))?;
-            Ok(current == Some(serial_sql))
-        })
+    ) -> Result<Settled, StoreError> {
+        self.write(|tx| attempts::settle_in(tx, tax_code, serial, lease, limit, settlement, audit))
+    }
+
+    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+        self.read(attempts::fingerprints)
+    }
+
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        fingerprint: &KeyFingerprint,
+    ) -> Result<KeyFingerprint, StoreError> {
+        // Read first: a key already on record costs no write lock.
+        if let Some((_, fp)) = self
+            .read(attempts::fingerprints)?
+            .into_iter()
+            .find(|(k, _)| *k == id)
+        {
+            return Ok(fp);
+        }
+        self.write(|tx| attempts::record_fingerprint(tx, id, fingerprint))
     }
 
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

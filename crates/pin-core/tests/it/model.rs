@@ -1419,10 +1419,9 @@ impl Store for CountingStore {
     fn reserve_attempt(
         &self,
         t: &pin_core::tax_code::TaxCode,
-        s: u64,
-        l: u32,
+        r: &pin_core::store::ReserveRequest,
     ) -> Result<Reservation, StoreError> {
-        let r = self.inner.reserve_attempt(t, s, l)?;
+        let r = self.inner.reserve_attempt(t, r)?;
         if matches!(r, Reservation::Granted { .. }) {
             self.granted.fetch_add(1, Ordering::SeqCst);
         }
@@ -1432,11 +1431,24 @@ impl Store for CountingStore {
         &self,
         t: &pin_core::tax_code::TaxCode,
         s: u64,
+        lease: pin_core::store::LeaseId,
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        self.inner.settle_attempt(t, s, l, x, a)
+    ) -> Result<pin_core::store::Settled, StoreError> {
+        self.inner.settle_attempt(t, s, lease, l, x, a)
+    }
+    fn key_fingerprints(
+        &self,
+    ) -> Result<Vec<(KeyId, pin_core::keycheck::KeyFingerprint)>, StoreError> {
+        self.inner.key_fingerprints()
+    }
+    fn record_key_fingerprint(
+        &self,
+        id: KeyId,
+        f: &pin_core::keycheck::KeyFingerprint,
+    ) -> Result<pin_core::keycheck::KeyFingerprint, StoreError> {
+        self.inner.record_key_fingerprint(id, f)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         self.inner.append_audit(e)
@@ -1532,11 +1544,10 @@ fn threaded_wrong_guesses_compare_at_most_limit() {
             .filter(|o| matches!(o, VerifyOutcome::Rejected { .. }))
             .count();
         assert_eq!(rejected, 9, "run {run}");
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked))
-        );
+        assert!(outcomes.iter().all(|o| matches!(
+            o,
+            VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked | VerifyOutcome::TryLater { .. }
+        )));
         assert_eq!(
             rejected_events(svc),
             10,
@@ -1556,8 +1567,9 @@ fn threaded_wrong_guesses_compare_at_most_limit() {
     }
 }
 
-// rule: POL-1, POL-5 — the right PIN mixed into a flood of wrong guesses: accepted only
-// while the PIN is not blocked; once blocked, the right PIN gets Locked for good.
+// rule: POL-1, POL-5, POL-8 — the right PIN mixed into a flood of wrong guesses: accepted
+// (or asked to try later) only while the PIN is not blocked; once blocked, the right PIN
+// gets Locked for good.
 #[test]
 fn threaded_right_pin_only_before_the_lock() {
     for run in 0..RUNS {
@@ -1608,7 +1620,9 @@ fn threaded_right_pin_only_before_the_lock() {
                                 assert!(
                                     matches!(
                                         o,
-                                        VerifyOutcome::Accepted { .. } | VerifyOutcome::Locked
+                                        VerifyOutcome::Accepted { .. }
+                                            | VerifyOutcome::Locked
+                                            | VerifyOutcome::TryLater { .. }
                                     ),
                                     "run {run}: the right PIN got {o:?}"
                                 );

@@ -14,10 +14,11 @@ use pin_core::notify::MemoryOutbox;
 use pin_core::secret::{KeyId, Pepper};
 use pin_core::self_service::{Proof, SelfService, authorize};
 use pin_core::service::{ChangeOutcome, PinService};
+use pin_core::store::{LeaseId, ReserveRequest};
 use pin_core::store::{Loaded, Store, StoreError};
 use pin_core::subject::{Channel, Level, Role, Stage, Subject};
 use pin_core::tax_code::TaxCode;
-use pin_core::verify::{self, Purpose, Reservation, Settlement};
+use pin_core::verify::{self, Purpose, Reservation, Settled, Settlement};
 use pin_core::{Actor, Error, Refusal, VerifyOutcome};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -130,7 +131,7 @@ fn both_2_forged_proof_is_impossible() {
     let hash = mario.credential.as_ref().unwrap().hash.clone();
     let policy = s.policy();
     let finish =
-        |c: &pin_core::hash::Compared| verify::finish(&mario, 1, c, Purpose::Change, t0(), policy);
+        |c: &pin_core::hash::Compared| verify::finish(&mario, c, Purpose::Change, t0(), policy);
 
     // A wrong PIN compared with the right hash: no proof.
     let wrong = format::parse_input(PinFormat::InpsIssued16, "AB3CD4EF5GH6JK7L").unwrap();
@@ -138,11 +139,16 @@ fn both_2_forged_proof_is_impossible() {
     assert_eq!(c.verified(), Verified::Mismatch);
     let f = finish(&c);
     assert!(f.proof.is_none());
-    assert!(matches!(f.settle, Settlement::Failure { .. }));
+    assert!(matches!(f.settle, Settlement::Failure));
+    let settled = Settled::Done {
+        failures: 1,
+        blocked: false,
+        newly_blocked: false,
+    };
     assert!(
-        matches!(f.outcome, VerifyOutcome::Rejected { .. }),
+        matches!(f.outcome(settled), Some(VerifyOutcome::Rejected { .. })),
         "{:?}",
-        f.outcome
+        f.outcome(settled)
     );
 
     // A PIN the attacker chose, compared with a hash the attacker made of it: it matches
@@ -160,7 +166,7 @@ fn both_2_forged_proof_is_impossible() {
         f.proof.is_none(),
         "a compare against another hash granted a proof"
     );
-    assert!(matches!(f.settle, Settlement::Failure { .. }));
+    assert!(matches!(f.settle, Settlement::Failure));
 
     // Another person's right PIN against their own credential does not open Mario's.
     let g16 = inps_web_pin(&s, GIUSEPPE, t0());
@@ -186,7 +192,7 @@ fn both_2_forged_proof_is_impossible() {
         .unwrap();
     let _ = inbox(&s);
     let renewed = subject(&s, MARIO);
-    let f = verify::finish(&renewed, 1, &old, Purpose::Change, t0(), policy);
+    let f = verify::finish(&renewed, &old, Purpose::Change, t0(), policy);
     assert!(
         f.proof.is_none(),
         "a compare against a replaced hash granted a proof"
@@ -203,18 +209,26 @@ fn both_2_forged_proof_is_impossible() {
     );
 }
 
-// rule: INPS-3, INPS-12 — the settlement of a match clears only what was counted up to it.
+// rule: INPS-3, INPS-12, POL-8 — a match is settled as a success, and means MustChange
+// for an initial PIN whatever the failures counted before it.
 #[test]
-fn inps_12_finish_settles_a_success_up_to_its_own_reservation() {
+fn inps_12_finish_settles_a_match_as_success() {
     let s = service();
     let pin16 = inps_web_pin(&s, MARIO, t0());
     let mario = subject(&s, MARIO);
     let hash = mario.credential.as_ref().unwrap().hash.clone();
     let right = format::parse_input(PinFormat::InpsIssued16, &pin16).unwrap();
     let c = s.hasher().compare(&right, &hash).unwrap();
-    let f = verify::finish(&mario, 4, &c, Purpose::Change, t0(), s.policy());
-    assert_eq!(f.outcome, VerifyOutcome::MustChange);
-    assert_eq!(f.settle, Settlement::Success { reserved: 4 });
+    let f = verify::finish(&mario, &c, Purpose::Change, t0(), s.policy());
+    let settled = Settled::Done {
+        failures: 0,
+        blocked: false,
+        newly_blocked: false,
+    };
+    assert_eq!(f.outcome(settled), Some(VerifyOutcome::MustChange));
+    assert_eq!(f.outcome(Settled::Locked), Some(VerifyOutcome::Locked));
+    assert_eq!(f.outcome(Settled::Stale), None);
+    assert_eq!(f.settle, Settlement::Success);
     let p = f.proof.unwrap();
     assert_eq!(p.purpose(), Purpose::Change);
 }
@@ -1078,82 +1092,99 @@ fn noipa_5_support_cannot_re_send_an_enrolment_pin_within_12_hours() {
 // ---------------------------------------------------------------------------------------
 // Attempt counting (through the Store API)
 
-// rule: INPS-12, POL-1 — a success clears the failures counted up to its own reservation:
-// guesses reserved after it, still being compared, stay counted.
+fn lease(r: Reservation) -> LeaseId {
+    match r {
+        Reservation::Granted { lease, .. } => lease,
+        other => panic!("not granted: {other:?}"),
+    }
+}
+
+// rule: INPS-12, POL-1, POL-8 — guesses in flight hold places in the budget; the owner's
+// success clears the failures settled before it, and the guesses still count when they
+// settle: never more than the limit of wrong comparisons.
 #[test]
-fn inps_12_a_success_does_not_erase_guesses_reserved_after_it() {
+fn inps_12_guesses_in_flight_stay_bounded_around_a_success() {
     let s = service();
     let _ = inps_web_pin(&s, MARIO, t0());
     let st = s.store();
     let loaded = st.load(&tax(MARIO)).unwrap().unwrap();
     let serial = loaded.subject.credential.as_ref().unwrap().serial;
     let ev = verify::audit_event(&loaded.subject, t0(), Purpose::Change, "test");
-    let reserve = || st.reserve_attempt(&tax(MARIO), serial, 10).unwrap();
+    let request = ReserveRequest {
+        serial,
+        limit: 10,
+        now: t0(),
+        lease: chrono::TimeDelta::minutes(2),
+    };
+    let reserve = || st.reserve_attempt(&tax(MARIO), &request).unwrap();
     let failures = || st.load(&tax(MARIO)).unwrap().unwrap().attempts.failures;
-    // The owner's attempt, then 8 guesses in flight.
-    assert_eq!(reserve(), Reservation::Granted { failures: 1 });
-    for k in 2..=9 {
-        assert_eq!(reserve(), Reservation::Granted { failures: k });
-    }
+    // The owner's attempt, then 9 guesses in flight: the budget is full.
+    let owner = lease(reserve());
+    let guesses: Vec<LeaseId> = (0..9).map(|_| lease(reserve())).collect();
+    assert!(matches!(reserve(), Reservation::TryLater { .. }));
     // The owner's compare finishes first.
-    assert!(
-        st.settle_attempt(
-            &tax(MARIO),
-            serial,
-            10,
-            Settlement::Success { reserved: 1 },
-            &ev
-        )
-        .unwrap()
-    );
-    assert_eq!(failures(), 8, "the guesses in flight stay counted");
-    for k in 2..=9 {
-        assert!(
-            st.settle_attempt(
-                &tax(MARIO),
-                serial,
-                10,
-                Settlement::Failure { reserved: k },
-                &ev
-            )
+    let settle = |l, x| {
+        st.settle_attempt(&tax(MARIO), serial, l, 10, x, &ev)
             .unwrap()
-        );
+    };
+    assert!(matches!(
+        settle(owner, Settlement::Success),
+        Settled::Done { failures: 0, .. }
+    ));
+    for g in guesses {
+        let _ = settle(g, Settlement::Failure);
     }
-    assert_eq!(failures(), 8);
-    // Two more guesses: the 10th blocks for good.
-    assert_eq!(reserve(), Reservation::Granted { failures: 9 });
-    assert_eq!(reserve(), Reservation::Granted { failures: 10 });
-    for k in 9..=10 {
-        let _ = st
-            .settle_attempt(
-                &tax(MARIO),
-                serial,
-                10,
-                Settlement::Failure { reserved: k },
-                &ev,
-            )
-            .unwrap();
-    }
-    let a = st.load(&tax(MARIO)).unwrap().unwrap().attempts;
-    assert!(a.blocked, "{a:?}");
+    assert_eq!(failures(), 9, "the guesses count when they settle");
+    // One more guess: the 10th blocks for good; nothing more is granted.
+    let last = lease(reserve());
+    assert!(matches!(
+        settle(last, Settlement::Failure),
+        Settled::Done {
+            blocked: true,
+            newly_blocked: true,
+            ..
+        }
+    ));
+    assert_eq!(reserve(), Reservation::Locked { newly: false });
 }
 
-// rule: INPS-12, POL-5 — a count at the limit left by crashed compares is refused at the
-// reservation, which blocks for good: even the right PIN then gets Locked.
+// rule: INPS-12, POL-5, POL-8 — compares killed mid-way hold their places until their lease
+// expires (the right PIN meanwhile is told TryLater, never Locked), then count as wrong PINs
+// with an audit event each (the smart-card rule): ten of them lock for good.
 #[test]
-fn inps_12_a_count_at_the_limit_blocks_at_the_reservation() {
+fn inps_12_killed_compares_count_when_their_lease_expires() {
     let s = service();
     let pin16 = inps_web_pin(&s, MARIO, t0());
     let serial = subject(&s, MARIO).credential.unwrap().serial;
+    let request = ReserveRequest {
+        serial,
+        limit: 10,
+        now: t0(),
+        lease: s.options().attempt_lease,
+    };
     for _ in 0..10 {
         // Reserved and never settled: as if the process died during the compare.
-        let _ = s.store().reserve_attempt(&tax(MARIO), serial, 10).unwrap();
+        let _ = lease(s.store().reserve_attempt(&tax(MARIO), &request).unwrap());
     }
-    let a = s.status(&tax(MARIO), t0()).unwrap().attempts;
-    assert_eq!((a.failures, a.blocked), (10, false));
-    assert_eq!(verify(&s, MARIO, &pin16, t0()), VerifyOutcome::Locked);
-    assert!(s.status(&tax(MARIO), t0()).unwrap().attempts.blocked);
-    assert_eq!(verify(&s, MARIO, &pin16, t0()), VerifyOutcome::Locked);
+    let soon = t0() + Duration::seconds(1);
+    assert!(matches!(
+        verify(&s, MARIO, &pin16, soon),
+        VerifyOutcome::TryLater { .. }
+    ));
+    let a = s.status(&tax(MARIO), soon).unwrap().attempts;
+    assert_eq!((a.failures, a.blocked), (0, false), "nothing counted yet");
+    let later = t0() + s.options().attempt_lease + Duration::seconds(1);
+    assert_eq!(verify(&s, MARIO, &pin16, later), VerifyOutcome::Locked);
+    assert!(s.status(&tax(MARIO), later).unwrap().attempts.blocked);
+    let counted = s
+        .store()
+        .audit_log(Some(&tax(MARIO)))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == pin_core::attempts::UNSETTLED_COUNTED)
+        .count();
+    assert_eq!(counted, 10, "every counted attempt is in the audit log");
+    assert_eq!(verify(&s, MARIO, &pin16, later), VerifyOutcome::Locked);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1184,17 +1215,31 @@ impl Store for ReplacingStore {
     ) -> Result<u64, StoreError> {
         self.inner.save(s, e, u, a)
     }
-    fn reserve_attempt(&self, t: &TaxCode, s: u64, l: u32) -> Result<Reservation, StoreError> {
-        self.inner.reserve_attempt(t, s, l)
+    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
+        self.inner.reserve_attempt(t, r)
+    }
+    fn key_fingerprints(
+        &self,
+    ) -> Result<Vec<(pin_core::secret::KeyId, pin_core::keycheck::KeyFingerprint)>, StoreError>
+    {
+        self.inner.key_fingerprints()
+    }
+    fn record_key_fingerprint(
+        &self,
+        id: pin_core::secret::KeyId,
+        f: &pin_core::keycheck::KeyFingerprint,
+    ) -> Result<pin_core::keycheck::KeyFingerprint, StoreError> {
+        self.inner.record_key_fingerprint(id, f)
     }
     fn settle_attempt(
         &self,
         t: &TaxCode,
         s: u64,
+        lease: LeaseId,
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Settled, StoreError> {
         if !self.done.swap(true, Ordering::SeqCst) {
             let loaded = self.inner.load(t)?.ok_or(StoreError::NotFound)?;
             let mut next = loaded.subject.clone();
@@ -1210,7 +1255,7 @@ impl Store for ReplacingStore {
                 &[],
             )?;
         }
-        self.inner.settle_attempt(t, s, l, x, a)
+        self.inner.settle_attempt(t, s, lease, l, x, a)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         self.inner.append_audit(e)
@@ -1416,22 +1461,36 @@ impl Store for HookStore {
     ) -> Result<u64, StoreError> {
         self.inner.save(s, e, u, a)
     }
-    fn reserve_attempt(&self, t: &TaxCode, s: u64, l: u32) -> Result<Reservation, StoreError> {
-        self.inner.reserve_attempt(t, s, l)
+    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
+        self.inner.reserve_attempt(t, r)
+    }
+    fn key_fingerprints(
+        &self,
+    ) -> Result<Vec<(pin_core::secret::KeyId, pin_core::keycheck::KeyFingerprint)>, StoreError>
+    {
+        self.inner.key_fingerprints()
+    }
+    fn record_key_fingerprint(
+        &self,
+        id: pin_core::secret::KeyId,
+        f: &pin_core::keycheck::KeyFingerprint,
+    ) -> Result<pin_core::keycheck::KeyFingerprint, StoreError> {
+        self.inner.record_key_fingerprint(id, f)
     }
     fn settle_attempt(
         &self,
         t: &TaxCode,
         s: u64,
+        lease: LeaseId,
         l: u32,
         x: Settlement,
         a: &AuditEvent,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Settled, StoreError> {
         let hook = self.before_settle.lock().unwrap().take();
         if let Some(hook) = hook {
             hook(&self.inner);
         }
-        self.inner.settle_attempt(t, s, l, x, a)
+        self.inner.settle_attempt(t, s, lease, l, x, a)
     }
     fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         self.inner.append_audit(e)
@@ -1441,14 +1500,14 @@ impl Store for HookStore {
     }
 }
 
-// rule: INPS-12, POL-1, POL-5 — once a verify answered Locked, the PIN is blocked for good:
-// the right PIN typed afterwards is Locked too.
+// rule: INPS-12, POL-1, POL-5, POL-8 — a success that settles while a guess is compared
+// keeps a linearizable history: the guess counts after it, nobody is told Locked, and the
+// right PIN still opens.
 //
-// The interleaving (lockout 3): the owner's right PIN reserves attempt 1; a guess reserves 2
-// (Rejected); the next guess reserves 3, and its `finish` answers Locked (remaining 0); but
-// the owner's success settles in between, lowering the count to 2, so the guess's Failure
-// settlement (`settle_rule`: blocked = failures >= limit) does not block. The right PIN is
-// then accepted after a Locked answer.
+// The interleaving (lockout 3): the owner's right PIN reserves an attempt; a guess is
+// rejected (failures 1); the next guess reserves (1 settled + 1 in flight + itself < 3),
+// and the owner's success settles in between (failures 0), so the guess settles to 1.
+// Under the old accounting this answered Locked and then accepted the right PIN.
 #[test]
 fn pol_5_locked_answer_is_final_when_a_success_settles_in_between() {
     let policy = cheap_policy().noipa_lockout(3).build().unwrap();
@@ -1483,14 +1542,17 @@ fn pol_5_locked_answer_is_final_when_a_success_settles_in_between() {
     let serial = loaded.subject.credential.as_ref().unwrap().serial;
     let ev = verify::audit_event(&loaded.subject, t0(), access(), "accepted");
     // The owner's attempt is reserved (its compare runs).
-    assert_eq!(
-        s.store().reserve_attempt(&tax(MARIO), serial, 3).unwrap(),
-        Reservation::Granted { failures: 1 }
-    );
+    let request = ReserveRequest {
+        serial,
+        limit: 3,
+        now: t0(),
+        lease: chrono::TimeDelta::minutes(2),
+    };
+    let owner = lease(s.store().reserve_attempt(&tax(MARIO), &request).unwrap());
     assert!(matches!(
         s.verify(&tax(MARIO), wrong, Level::Online, t0()).unwrap(),
         VerifyOutcome::Rejected {
-            remaining_attempts: 1,
+            remaining_attempts: 2,
             ..
         }
     ));
@@ -1498,24 +1560,22 @@ fn pol_5_locked_answer_is_final_when_a_success_settles_in_between() {
     let code = tax(MARIO);
     *s.store().before_settle.lock().unwrap() = Some(Box::new(move |inner: &MemoryStore| {
         let _ = inner
-            .settle_attempt(&code, serial, 3, Settlement::Success { reserved: 1 }, &ev)
+            .settle_attempt(&code, serial, owner, 3, Settlement::Success, &ev)
             .unwrap();
     }));
     let o = s.verify(&tax(MARIO), wrong, Level::Online, t0()).unwrap();
-    if o == VerifyOutcome::Locked {
-        assert!(
-            s.store()
-                .load(&tax(MARIO))
-                .unwrap()
-                .unwrap()
-                .attempts
-                .blocked,
-            "Locked was answered, yet the PIN is not blocked"
-        );
-        assert_eq!(
-            s.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap(),
-            VerifyOutcome::Locked,
-            "the right PIN after a Locked answer"
-        );
-    }
+    assert_eq!(
+        o,
+        VerifyOutcome::Rejected {
+            remaining_attempts: 2,
+            final_try: false
+        },
+        "the guess counts after the owner's success"
+    );
+    assert!(matches!(
+        s.verify(&tax(MARIO), &pin, Level::Online, t0()).unwrap(),
+        VerifyOutcome::Accepted { .. }
+    ));
+    let a = s.store().load(&tax(MARIO)).unwrap().unwrap().attempts;
+    assert_eq!((a.failures, a.blocked), (0, false));
 }

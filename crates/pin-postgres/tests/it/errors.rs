@@ -100,18 +100,25 @@ fn migrations_once_and_newer_schema_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [pin_postgres::SCHEMA_VERSION]);
+    assert_eq!(
+        versions,
+        (1..=pin_postgres::SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each migration once"
+    );
 
     client
-        .execute("INSERT INTO pin_migrations (version) VALUES (2)", &[])
+        .execute(
+            "INSERT INTO pin_migrations (version) VALUES ($1)",
+            &[&(pin_postgres::SCHEMA_VERSION + 1)],
+        )
         .unwrap();
     let e = PostgresStore::open(&url).unwrap_err();
     assert!(
         matches!(
             e,
             OpenError::NewerSchema {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),

@@ -187,6 +187,11 @@ impl Child {
                 say(&format!("ACK {t} locked"));
                 true
             }
+            // Killed compares hold the budget until their leases expire (POL-8).
+            VerifyOutcome::TryLater { .. } => {
+                say(&format!("ACK {t} later"));
+                false
+            }
             VerifyOutcome::Accepted { .. } | VerifyOutcome::MustChange => {
                 assert!(right, "a wrong PIN was accepted");
                 say(&format!("ACK {t} ok"));
@@ -317,6 +322,7 @@ fn apply(state: &mut HashMap<String, Acked>, line: &str) {
                 }
                 ("ok", []) => s.failures = 0,
                 ("locked", []) => s.locked = true,
+                ("later", []) => {}
                 _ => panic!("bad line {line:?}"),
             }
         }
@@ -379,6 +385,8 @@ fn check_after_kill(path: &std::path::Path, state: &HashMap<String, Acked>, kill
             a.serial, cred.serial,
             "{ctx}: the counter follows the credential"
         );
+        // rule: POL-8 — whatever the moment of the kill, the audit log explains the counter.
+        pin_core::conformance::assert_audit_explains_counter(&store, &TaxCode::parse(t).unwrap());
         let same = cred.serial == acked.serial;
         let carried = acked.in_flight.as_deref() == Some("resend");
         if same || carried {
@@ -399,7 +407,8 @@ fn check_after_kill(path: &std::path::Path, state: &HashMap<String, Acked>, kill
     }
 }
 
-// rule: BOTH-1, POL-1, POL-5 — SIGKILL at random moments loses nothing acknowledged.
+// rule: BOTH-1, POL-1, POL-5, POL-8 — SIGKILL at random moments loses nothing acknowledged,
+// and the audit log explains every counter after every kill.
 #[test]
 fn kill_nine_many_times() {
     let dir = tempfile::tempdir().unwrap();
