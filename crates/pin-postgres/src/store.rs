@@ -20,7 +20,6 @@ use crate::options::{DEFAULT_POOL_SIZE, PostgresOptions};
 use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
 use crate::schema::{self, Target};
 
-
 /// The database, as named in messages.
 const ENGINE: &str = "PostgreSQL";
 
