@@ -82,6 +82,8 @@ pub fn sample_subject(tax_code: TaxCode, role: Role, email: &str, serial: u64) -
         enrolled_on: None,
         identified_at: None,
         represented_by: None,
+        declaration: None,
+        verified_pin: serial > 0,
         pending: Pending::None,
         credential: (serial > 0).then(|| Credential {
             serial,

@@ -21,8 +21,8 @@ use crate::hash::PinHash;
 use crate::secret::KeyId;
 use crate::store::{Loaded, StoreError};
 use crate::subject::{
-    Attempts, Credential, Level, Origin, Part, Pending, Profile, Representation, Role, Stage,
-    Subject,
+    Attempts, Credential, Declaration, Level, Origin, Part, Pending, Profile, Representation,
+    Role, Stage, Subject,
 };
 use crate::tax_code::TaxCode;
 
@@ -82,6 +82,13 @@ struct SubjectBodyV1 {
     last_serial: u64,
     resends: Vec<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// Added after format 1 was first written: absent in older rows (INPS-15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declaration: Option<Declaration>,
+    /// Added after format 1 was first written: absent in older rows, which are read with
+    /// the fact derived from their credential (INPS-16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_pin: Option<bool>,
 }
 
 /// `credentials.body`, format 1: the credential without its serial and hash (columns).
@@ -195,6 +202,8 @@ impl SubjectRowV1 {
             enrolled_on,
             identified_at,
             represented_by,
+            declaration,
+            verified_pin,
             pending,
             credential,
             last_serial,
@@ -215,6 +224,8 @@ impl SubjectRowV1 {
             last_serial,
             resends,
             created_at,
+            declaration,
+            verified_pin: Some(verified_pin),
         };
         let credential = credential
             .map(|c| CredentialRowV1::from_credential(profile, c, engine))
@@ -301,6 +312,8 @@ impl TryFrom<SubjectRowV1> for Subject {
             last_serial,
             resends,
             created_at,
+            declaration,
+            verified_pin,
         } = body;
         if profile != profile_name(role.profile()) {
             return Err(corrupt(format_args!(
@@ -330,6 +343,13 @@ impl TryFrom<SubjectRowV1> for Subject {
                 c.serial
             )));
         }
+        // A row written before the fact was kept: a person with a PIN past activation
+        // received it through one of the channels of that time.
+        let verified_pin = verified_pin.unwrap_or_else(|| {
+            credential
+                .as_ref()
+                .is_some_and(|c| c.stage != Stage::AwaitingActivation)
+        });
         Ok(Self {
             tax_code,
             role,
@@ -339,6 +359,8 @@ impl TryFrom<SubjectRowV1> for Subject {
             enrolled_on,
             identified_at,
             represented_by,
+            declaration,
+            verified_pin,
             pending,
             credential,
             last_serial,

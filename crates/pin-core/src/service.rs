@@ -46,6 +46,19 @@ pub struct DeliveryReport {
     pub error: Option<String>,
 }
 
+/// What happened to one security notice (POL-6).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NoticeReport {
+    /// Why it was sent.
+    pub kind: crate::command::NoticeKind,
+    /// Channel.
+    pub channel: Channel,
+    /// Whether the channel took it.
+    pub sent: bool,
+    /// The channel's error, if any.
+    pub error: Option<String>,
+}
+
 /// The result of a command.
 #[derive(Debug)]
 #[must_use]
@@ -58,6 +71,8 @@ pub struct Executed {
     pub advice: Vec<Advice>,
     /// A PIN generated at the subject's own request, to show to that subject alone.
     pub revealed: Option<Pin>,
+    /// One report per security notice (POL-6), sent before the messages with a PIN.
+    pub notices: Vec<NoticeReport>,
 }
 
 /// The result of a verify.
@@ -347,9 +362,19 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let mut advice = Vec::new();
         let mut revealed = None;
         let mut deliveries = Vec::new();
+        let mut notices = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Advise(a) => advice.push(a),
+                Effect::Notify(n) => {
+                    let r = self.notifier.notify(&n);
+                    notices.push(NoticeReport {
+                        kind: n.kind,
+                        channel: n.channel,
+                        sent: r.is_ok(),
+                        error: r.err().map(|e| e.to_string()),
+                    });
+                }
                 Effect::Reveal(pin) => revealed = Some(pin),
                 Effect::Deliver(d) => {
                     let (state, error) = match self.notifier.deliver(&d) {
@@ -381,6 +406,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             deliveries,
             advice,
             revealed,
+            notices,
         })
     }
 
