@@ -289,9 +289,10 @@ fn noipa_2_earlier_enrolment_gets_pin_at_identification() {
 // ---------------------------------------------------------------------------
 // NOIPA-3
 
-// rule: NOIPA-3 — only the RID or an enrolment operator identifies; everyone else is refused.
+// rule: NOIPA-3, NOIPA-12 — after enrolment only the RID identifies (and gives new
+// contacts); an enrolment operator and everyone else are refused.
 #[test]
-fn noipa_3_only_rid_or_enrolment_operator_identifies() {
+fn noipa_12_after_enrolment_only_the_rid_identifies() {
     let s = service();
     let _ = enrol_employee(
         &s,
@@ -307,6 +308,7 @@ fn noipa_3_only_rid_or_enrolment_operator_identifies() {
         Actor::Subject,
         support(),
         Actor::System,
+        Actor::EnrolmentOperator("enrol-1".into()),
         Actor::BranchOperator("branch-1".into()),
         Actor::ContactCentre("cc-1".into()),
         Actor::Representative(Representation::Guardian),
@@ -338,20 +340,29 @@ fn noipa_3_only_rid_or_enrolment_operator_identifies() {
     assert!(matches!(r, Err(Error::Refused(Refusal::Delegate))), "{r:?}");
     assert_unchanged(&s, &b);
 
-    // The RID and the enrolment operators may.
-    let _ = identify(&s, MARIO, contacts.clone(), t0() + hours(2)).unwrap();
-    assert_eq!(inbox(&s).len(), 1);
-    let t3 = t0() + hours(3);
-    let _ = run(
+    // An enrolment operator may not replace the e-mail after enrolment (NOIPA-12).
+    let other = email_only("new.mailbox@example.it");
+    let r = run(
         &s,
         MARIO,
         &Actor::EnrolmentOperator("enrol-1".into()),
-        &Command::Identify { contacts },
-        t3,
-    )
-    .unwrap();
+        &Command::Identify {
+            contacts: other.clone(),
+        },
+        t0() + hours(1),
+    );
+    match &r {
+        Err(Error::Refused(Refusal::Actor { rule, .. })) => assert!(rule.starts_with("NOIPA-12")),
+        other => panic!("{other:?}"),
+    }
+    assert_unchanged(&s, &b);
+    // The RID may.
+    let t3 = t0() + hours(3);
+    let _ = identify(&s, MARIO, other.clone(), t3).unwrap();
     assert_eq!(inbox(&s).len(), 1);
     assert_eq!(subject(&s, MARIO).identified_at, Some(t3));
+    assert_eq!(subject(&s, MARIO).contacts, other);
+    let _ = contacts;
 }
 
 // rule: NOIPA-3 — enrolment of an employee is also an operator's act, not the person's.

@@ -727,6 +727,19 @@ fn pol_4_unauthenticated_resets_are_rate_limited() {
         full_contacts("mario@example.it"),
         t0(),
     );
+    // INPS-16: reset is for a person who once received a PIN through a verifying channel.
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &Actor::BranchOperator("b1".into()),
+            &Command::BranchRequest {
+                identity_document: Check::Passed,
+                on_behalf: None,
+            },
+            t0(),
+        )
+        .unwrap();
+    let _ = inbox(&s);
     for k in 0..5 {
         let _ = reset(&s, MARIO, t0() + Duration::minutes(k)).unwrap();
     }
@@ -820,7 +833,7 @@ fn inps_6_web_request_cannot_replace_an_in_use_dispositivo_pin() {
     for k in 0..3 {
         let r = web(&s, MARIO, t0() + Duration::seconds(k));
         assert!(
-            matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+            matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
             "{r:?}"
         );
     }
@@ -834,7 +847,7 @@ fn inps_6_web_request_cannot_replace_an_in_use_dispositivo_pin() {
     assert!(matches!(out, ChangeOutcome::Changed { .. }));
     let r = web(&s, MARIO, t0() + Duration::hours(1));
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(accepted_dispositivo(&s, MARIO, CHOSEN));
@@ -867,7 +880,7 @@ fn inps_5_web_request_cannot_replace_an_unused_envelope_pin() {
     let before = subject(&s, MARIO);
     let r = web(&s, MARIO, t0() + Duration::minutes(5));
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(inbox(&s).is_empty());
@@ -905,7 +918,7 @@ fn inps_6_web_request_cannot_replace_an_imported_pin() {
     let _ = s.import(vec![(tax(MARIO), imported(hash))], t0()).unwrap();
     let r = web(&s, MARIO, t0());
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(inbox(&s).is_empty());
