@@ -21,8 +21,8 @@ use crate::hash::PinHash;
 use crate::secret::KeyId;
 use crate::store::{Loaded, StoreError};
 use crate::subject::{
-    Attempts, Credential, Declaration, Level, Origin, Part, Pending, Profile, Representation,
-    Role, Stage, Subject,
+    Attempts, Credential, Declaration, Level, Origin, Part, Pending, Profile, Representation, Role,
+    Stage, Subject,
 };
 use crate::tax_code::TaxCode;
 

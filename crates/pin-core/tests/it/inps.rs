@@ -607,7 +607,10 @@ fn inps_4_legacy_16_keeps_working_until_rotation_then_becomes_8() {
     let e = refused(&s, MARIO, || {
         run(&s, MARIO, &Actor::Subject, &Command::Resend, t0())
     });
-    assert!(matches!(e, Error::Refused(Refusal::AlreadyUsed { .. })), "{e:?}");
+    assert!(
+        matches!(e, Error::Refused(Refusal::AlreadyUsed { .. })),
+        "{e:?}"
+    );
     // At the periodic change it stops opening services …
     assert_eq!(
         access(&s, MARIO, LEGACY, Level::Online, due),
@@ -1726,10 +1729,7 @@ fn inps_15_representatives_ask_only_at_a_branch() {
         // Registering data records no representation: only the branch does, with the
         // declaration.
         assert_eq!(subject(&s, code).represented_by, None);
-        let proofs = vec![
-            proof_email("rep@example.it"),
-            proof_mobile("347 123 4567"),
-        ];
+        let proofs = vec![proof_email("rep@example.it"), proof_mobile("347 123 4567")];
         for cmd in [
             Command::WebRequest {
                 address: Check::Passed,
@@ -1758,12 +1758,12 @@ fn inps_15_representatives_ask_only_at_a_branch() {
         let subj = subject(&s, code);
         assert_eq!(subj.represented_by, Some(r));
         let d = subj.declaration.unwrap();
-        assert_eq!((d.role, d.received_by.as_str(), d.at), (r, "branch_operator:branch-1", now));
+        assert_eq!(
+            (d.role, d.received_by.as_str(), d.at),
+            (r, "branch_operator:branch-1", now)
+        );
         let log = s.store().audit_log(Some(&tax(code))).unwrap();
-        let ev = log
-            .iter()
-            .rfind(|e| e.action == "branch_request")
-            .unwrap();
+        let ev = log.iter().rfind(|e| e.action == "branch_request").unwrap();
         let role = format!("{r:?}").to_lowercase();
         assert!(
             ev.detail.contains(&format!("on_behalf={role}"))
@@ -1869,7 +1869,9 @@ fn inps_10_parent_power_ends_at_majority() {
         identity_document: Check::Passed,
         on_behalf: Some(Representation::Parent),
     };
-    let e = refused(&s, &code, || run(&s, &code, &branch(), &at_branch, birthday));
+    let e = refused(&s, &code, || {
+        run(&s, &code, &branch(), &at_branch, birthday)
+    });
     assert!(matches!(e, Error::Refused(Refusal::ParentOfAdult)), "{e:?}");
     // The day before, the parent could.
     let _ = run(

@@ -10,6 +10,7 @@ mod both;
 mod driver;
 mod harness;
 mod inps;
+mod issuance;
 mod model;
 mod noipa;
 mod security;
