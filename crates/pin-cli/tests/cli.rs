@@ -149,14 +149,11 @@ impl Env {
         let Ok(rd) = std::fs::read_dir(self.path("outbox")) else {
             return Vec::new();
         };
-        rd.map(|e| {
+        // Security notices (POL-6) have no PIN line.
+        rd.filter_map(|e| {
             let body = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            let line = body
-                .lines()
-                .find(|l| l.starts_with("PIN"))
-                .unwrap()
-                .to_owned();
-            line.rsplit_once(": ").unwrap().1.to_owned()
+            let line = body.lines().find(|l| l.starts_with("PIN"))?.to_owned();
+            Some(line.rsplit_once(": ").unwrap().1.to_owned())
         })
         .collect()
     }
@@ -546,7 +543,8 @@ fn noipa_lifecycle() {
         ],
         "",
         5,
-        "reset",
+        // Defect 10: NoiPA has no reset; the RID identifies again (NOIPA-6).
+        "RID",
     );
 
     // NOIPA-8: a NoiPA e-mail belongs to one person.
@@ -953,7 +951,7 @@ fn inps_request_channels_outbound_branch_pre_assigned_and_reset() {
         ],
         "",
         5,
-        "do not match",
+        "reset is not possible",
     );
     let email = format!("{}@example.it", GIULIA.to_lowercase());
     let pec = format!("{}@pec.example.it", GIULIA.to_lowercase());
@@ -1330,9 +1328,13 @@ fn bad_input_is_one_clear_error_and_changes_nothing() {
         ],
         "",
         5,
-        "no subject",
+        // Defect 9: the answer of a registered person who cannot ask on the web.
+        "no PIN can be issued",
     );
-    env.fails_unchanged(&["change", UNKNOWN], "AAAAAAAA\n", 5, "no subject");
+    // Defect 9: the PIN of a tax code not on record does not authenticate, as a person's
+    // without a PIN does not.
+    let v = env.json(&["change", UNKNOWN, "--generate"], "AAAAAAAA\n", 6);
+    assert_eq!(v["outcome"], "no_pin");
     env.fails_unchanged(
         &[
             "contacts",
@@ -1433,7 +1435,8 @@ fn bad_input_is_one_clear_error_and_changes_nothing() {
         ],
         "",
         5,
-        "not available",
+        // Unauthenticated: a NoiPA record answers as a tax code not on record (defect 9).
+        "no PIN can be issued",
     );
     env.fails_unchanged(&["resend", LUCA, "--as", "support:S1"], "", 5, "may not");
     env.fails_unchanged(

@@ -445,3 +445,47 @@ impl TryFrom<AttemptsRowV1> for Attempts {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::conformance::sample_subject;
+
+    fn tax() -> TaxCode {
+        TaxCode::parse("RSSMRA85T10A562S").unwrap()
+    }
+
+    /// A body as rows written before the declaration and verified-PIN facts were kept.
+    fn without_new_fields(row: &mut SubjectRowV1) {
+        let mut body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+        let map = body.as_object_mut().unwrap();
+        assert!(map.remove("verified_pin").is_some());
+        let _ = map.remove("declaration");
+        row.body = body.to_string();
+    }
+
+    // rule: INPS-16, INPS-15 — rows written before these facts were kept still read: a
+    // person with a PIN past activation counts as having received a verified PIN, one without
+    // does not; new rows round-trip both facts.
+    #[test]
+    fn older_rows_read_with_the_new_facts_derived() {
+        for (serial, verified) in [(1, true), (0, false)] {
+            let s = sample_subject(tax(), Role::Citizen, "m@example.it", serial);
+            let mut row = SubjectRowV1::from_subject(&s, "test").unwrap();
+            without_new_fields(&mut row);
+            let back = Subject::try_from(row).unwrap();
+            assert_eq!(back.verified_pin, verified);
+            assert_eq!(back.declaration, None);
+        }
+        let mut s = sample_subject(tax(), Role::Citizen, "m@example.it", 0);
+        s.verified_pin = true;
+        s.declaration = Some(Declaration {
+            role: Representation::Curator,
+            received_by: "branch_operator:B1".to_owned(),
+            at: s.created_at,
+        });
+        let row = SubjectRowV1::from_subject(&s, "test").unwrap();
+        assert_eq!(Subject::try_from(row).unwrap(), s);
+    }
+}
