@@ -503,7 +503,7 @@ fn pol_6_inps_reset_branch_and_contact_change_are_notified() {
     citizen(&s, LAURA, "laura@example.it");
     let envelope = at_branch(&s, LAURA);
     let on_record = subject(&s, LAURA).contacts;
-    let branch_notices = notices_without(&s, &[envelope.clone()]);
+    let branch_notices = notices_without(&s, std::slice::from_ref(&envelope));
     assert_eq!(
         branch_notices,
         Notice::to_contacts(
