@@ -152,7 +152,7 @@ pub struct CnsError(pub String);
 /// verifies the card's certificate chain, its revocation status and the signature the card
 /// made with the holder's card PIN, and reads the tax code the certificate names. The core
 /// never reads a card; the deployment wires in its middleware, as it wires in a
-/// [`crate::Notifier`].
+/// [`crate::notify::Notifier`].
 pub trait CnsAuthority {
     /// Checks `evidence` (what the card presented: certificate chain and signature, in the
     /// middleware's format) and returns the tax code of the card holder.
