@@ -1,7 +1,9 @@
 //! NoiPA rules, one test (or a few) per rule, walking transitions with explicit times.
 
 use chrono::{DateTime, Duration, Utc};
-use pin_core::command::{Authenticated, Check, Command, Enrolment};
+use pin_core::command::{
+    Authenticated, CnsAuthenticated, CnsAuthority, CnsError, Command, Enrolment,
+};
 use pin_core::contact::{Contacts, Mobile};
 use pin_core::format::PinFormat;
 use pin_core::self_service::{Proof, SelfService, authorize};
@@ -1023,6 +1025,20 @@ fn noipa_9_pin_goes_to_contacts_on_record() {
 // ---------------------------------------------------------------------------
 // NOIPA-10
 
+/// The card middleware, played by the test: it answers with a fixed holder or error.
+struct Card(Result<pin_core::tax_code::TaxCode, CnsError>);
+
+impl CnsAuthority for Card {
+    fn authenticate(&self, _evidence: &[u8]) -> Result<pin_core::tax_code::TaxCode, CnsError> {
+        self.0.clone()
+    }
+}
+
+/// The proof of `code`'s card at `now`.
+fn card(code: &str, now: DateTime<Utc>) -> CnsAuthenticated {
+    CnsAuthenticated::check(&Card(Ok(tax(code))), b"card", now).unwrap()
+}
+
 fn enrol_cns(s: &Service, code: &str, now: DateTime<Utc>) -> Executed {
     let cmd = Command::Enrol(Enrolment {
         role: Role::Employee,
@@ -1046,15 +1062,29 @@ fn noipa_10_cns_holder_needs_no_pin() {
     assert_eq!(verify(&s, MARIO, "12345", t0()), VerifyOutcome::NoPin);
     for svc in ALL_SELF_SERVICES {
         assert_eq!(
-            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Passed), t0()),
+            authorize_at(&s, MARIO, svc, &Proof::Cns(&card(MARIO, t0())), t0()),
             Ok(()),
             "{svc:?}"
         );
+        // Another person's card, or a proof past its time, does not open them.
         assert_eq!(
-            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Failed), t0()),
-            Err(Refusal::CheckFailed("CNS"))
+            authorize_at(&s, MARIO, svc, &Proof::Cns(&card(GIUSEPPE, t0())), t0()),
+            Err(Refusal::StaleAuthentication)
+        );
+        assert_eq!(
+            authorize_at(
+                &s,
+                MARIO,
+                svc,
+                &Proof::Cns(&card(MARIO, t0())),
+                t0() + Duration::minutes(6)
+            ),
+            Err(Refusal::StaleAuthentication)
         );
     }
+    // rule: NOIPA-13 — a card the middleware does not authenticate gives no proof at all.
+    let refused = CnsAuthenticated::check(&Card(Err(CnsError("revoked".into()))), b"x", t0());
+    assert!(refused.is_err());
 
     // Someone without a CNS on record cannot use a card.
     let _ = enrol_employee(
@@ -1069,7 +1099,7 @@ fn noipa_10_cns_holder_needs_no_pin() {
         &s,
         GIUSEPPE,
         SelfService::SmallLoan,
-        &Proof::Cns(Check::Passed),
+        &Proof::Cns(&card(GIUSEPPE, t0())),
         t0(),
     );
     assert!(matches!(r, Err(Refusal::Stage { .. })), "{r:?}");
@@ -1109,7 +1139,7 @@ fn noipa_11_self_services_need_a_current_pin_proof() {
             &s,
             MARIO,
             SelfService::SmallLoan,
-            &Proof::Cns(Check::Passed),
+            &Proof::Cns(&card(MARIO, t1)),
             t1
         )
         .is_err()
@@ -1206,7 +1236,7 @@ fn noipa_11_not_for_inps_subjects() {
         &s,
         LAURA,
         SelfService::SmallLoan,
-        &Proof::Cns(Check::Passed),
+        &Proof::Cns(&card(LAURA, t0())),
         t0(),
     );
     assert!(matches!(r, Err(Refusal::NotForProfile { .. })), "{r:?}");
