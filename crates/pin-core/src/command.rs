@@ -292,7 +292,9 @@ pub enum Command {
         /// Check of the signed request and document.
         document: Check,
     },
-    /// INPS reset after loss: tax code plus two registered contacts (INPS-14).
+    /// INPS reset after loss: tax code plus two registered contacts (INPS-14), only for a
+    /// person who once received a PIN through a verifying channel and has no request
+    /// waiting (INPS-16), asked by the person (never a representative, INPS-15).
     Reset {
         /// The contacts quoted by the person.
         proofs: Vec<ContactProof>,

@@ -19,6 +19,12 @@
 //!  Identify / Reset / BranchRequest / Resend ──► a new credential; the old one is gone (BOTH-1)
 //! ```
 //!
+//! One rule guards every issue that replaces a PIN (`Step::may_replace`, POL-7): a web or
+//! contact-centre request or a pre-assigned letter never takes away a PIN in use, and only a
+//! branch issue lowers a `dispositivo` PIN. Reset is open only to a person who once received
+//! a PIN through a verifying channel (`Subject::verified_pin`, INPS-16). Security notices
+//! ([`Effect::Notify`], POL-6) go to the contacts on record before the command.
+//!
 //! The machine never hashes inside a storage lock because it never sees one: it runs before
 //! the driver's compare-and-swap save. Randomness and hashing reach it through [`Mint`].
 
