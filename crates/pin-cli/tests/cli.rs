@@ -2136,3 +2136,108 @@ fn issue_11_outbound_queue_oldest_first_masked() {
     assert_eq!(v["count"], 1);
     assert_eq!(v["waiting"][0]["subject"], LUCA);
 }
+
+// rule: INPS-15 — with the binary: a representative is refused on the web and for reset; at
+// the branch the role and the self-declaration are recorded in the audit event.
+#[test]
+fn issue_11_inps_15_on_behalf_only_at_a_branch() {
+    let env = Env::initialised();
+    enrol_inps(&env, MINOR, "parent");
+    env.fails_unchanged(
+        &[
+            "request",
+            "web",
+            MINOR,
+            "--address-check",
+            "passed",
+            "--as",
+            "parent",
+        ],
+        "",
+        5,
+        "INPS-15",
+    );
+    let email = format!("{}@example.it", MINOR.to_lowercase());
+    env.fails_unchanged(
+        &[
+            "reset",
+            MINOR,
+            "--email",
+            email.as_str(),
+            "--mobile",
+            "3351234567",
+            "--as",
+            "guardian",
+        ],
+        "",
+        5,
+        "INPS-15",
+    );
+    env.ok(
+        &[
+            "request",
+            "branch",
+            MINOR,
+            "--document",
+            "passed",
+            "--on-behalf",
+            "parent",
+            "--as",
+            "branch:B9",
+        ],
+        "",
+    );
+    let audit = env.json(&["audit", "show", MINOR], "", 0).to_string();
+    assert!(
+        audit.contains(
+            "on_behalf=parent;self_declaration=art46_dpr445_2000;received_by=branch_operator:B9"
+        ),
+        "{audit}"
+    );
+}
+
+// rule: NOIPA-12 — with the binary: an enrolment operator may not replace the e-mail after
+// enrolment; the RID may.
+#[test]
+fn issue_11_noipa_12_enrolment_operator_cannot_identify() {
+    let env = Env::initialised();
+    env.ok(
+        &[
+            "enrol",
+            MARIO,
+            "--role",
+            "employee",
+            "--enrolled-on",
+            "2020-09-01",
+            "--email",
+            "mario@example.it",
+            "--as",
+            "enrolment-operator:E1",
+        ],
+        "",
+    );
+    env.fails_unchanged(
+        &[
+            "identify",
+            MARIO,
+            "--email",
+            "new@example.it",
+            "--as",
+            "enrolment-operator:E1",
+        ],
+        "",
+        5,
+        "NOIPA-12",
+    );
+    env.ok(
+        &[
+            "identify",
+            MARIO,
+            "--email",
+            "new@example.it",
+            "--as",
+            "rid:R1",
+        ],
+        "",
+    );
+}
