@@ -574,6 +574,51 @@ fn pol_6_a_notifier_without_notices_reports_them_unsent() {
         Err(DeliveryError::Unavailable(_))
     ));
     assert_eq!(n[0].channel, Channel::Email);
+    // Through the service: the identification succeeds, its PIN is sent, the notices are
+    // reported unsent with the notifier's reason.
+    let keys = pin_core::hash::Keyring::new(
+        pin_core::secret::Pepper::new(pin_core::secret::KeyId(1), &PEPPER).unwrap(),
+    );
+    let s = pin_core::service::PinService::new(
+        pin_core::memory::MemoryStore::new(),
+        OnlyPins,
+        cheap_policy().build().unwrap(),
+        keys,
+        ChaCha20Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &Actor::Rid("rid-1".into()),
+            &Command::Enrol(pin_core::command::Enrolment {
+                role: Role::Employee,
+                contacts: email_only("old@example.it"),
+                cns_holder: false,
+                enrolled_on: Some(date(2020, 1, 1)),
+            }),
+            t0(),
+        )
+        .unwrap();
+    let done = s
+        .execute(
+            &tax(MARIO),
+            &Actor::Rid("rid-1".into()),
+            &Command::Identify {
+                contacts: email_only("new@example.it"),
+            },
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(done.deliveries.len(), 1);
+    assert_eq!(done.notices.len(), 2);
+    assert!(
+        done.notices
+            .iter()
+            .all(|n| !n.sent && n.error.as_deref().is_some_and(|e| e.contains("notices"))),
+        "{:?}",
+        done.notices
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -730,4 +775,63 @@ fn inps_11_nist_mode_has_no_periodic_change() {
         assert_eq!(st.state, state, "nist={nist}");
         assert_eq!(st.rotation_due.is_none(), nist);
     }
+}
+
+// rule: POL-6 — the notices are sent before the messages that carry the new PIN.
+#[test]
+fn pol_6_notices_go_before_the_pin() {
+    use pin_core::command::Delivery;
+    use pin_core::notify::{DeliveryError, Notifier, Receipt};
+    #[derive(Default)]
+    struct Log(std::sync::Mutex<Vec<&'static str>>);
+    impl Notifier for Log {
+        fn deliver(&self, _d: &Delivery) -> Result<Receipt, DeliveryError> {
+            self.0.lock().unwrap().push("pin");
+            Ok(Receipt::Sent)
+        }
+        fn notify(&self, _n: &Notice) -> Result<Receipt, DeliveryError> {
+            self.0.lock().unwrap().push("notice");
+            Ok(Receipt::Sent)
+        }
+    }
+    let keys = pin_core::hash::Keyring::new(
+        pin_core::secret::Pepper::new(pin_core::secret::KeyId(1), &PEPPER).unwrap(),
+    );
+    let s = pin_core::service::PinService::new(
+        pin_core::memory::MemoryStore::new(),
+        Log::default(),
+        cheap_policy().build().unwrap(),
+        keys,
+        ChaCha20Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    let rid = Actor::Rid("rid-1".into());
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &rid,
+            &Command::Enrol(pin_core::command::Enrolment {
+                role: Role::Employee,
+                contacts: email_only("old@example.it"),
+                cns_holder: false,
+                enrolled_on: Some(date(2020, 1, 1)),
+            }),
+            t0(),
+        )
+        .unwrap();
+    let _ = std::mem::take(&mut *s.notifier().0.lock().unwrap());
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &rid,
+            &Command::Identify {
+                contacts: email_only("new@example.it"),
+            },
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(
+        *s.notifier().0.lock().unwrap(),
+        vec!["notice", "notice", "pin"]
+    );
 }
