@@ -235,6 +235,13 @@ hold a CNS (--cns, NOIPA-10).")]
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor)]
         actor: Actor,
     },
+    /// INPS: list the requests waiting for the outbound contact-centre call, oldest first,
+    /// with masked contacts, so that an operator can work the queue.
+    Queue {
+        /// Who asks (contact-centre:ID).
+        #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor)]
+        actor: Actor,
+    },
     /// INPS: send a pre-assigned letter carrying the first 8 characters.
     PreAssign {
         /// Tax code.

@@ -260,6 +260,9 @@ impl Store for AnyStore {
     fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
         self.get().audit_log(t)
     }
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        self.get().awaiting_outbound()
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,16 @@
 //! would receive — an e-mail, an SMS, a phone operator's script, a letter, or the slip in a
 //! sealed envelope — with the secret on a line of its own: `PIN: 48213`, or
 //! `PIN (part 2 of 2): K7QM2ZXA` when the PIN is split.
+//!
+//! A security notice (POL-6) is written to `<outbox>/<TAX>-notice-<TIME>-<KIND>-<CH>.txt`
+//! (e.g. `RSSMRA85T10A562S-notice-20250115T090000Z-contacts_changed-email.txt`; `-2`, `-3`
+//! … before `.txt` when the name is taken). It carries no secret and has no `PIN` line.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use pin_core::command::Delivery;
+use pin_core::command::{Delivery, Notice, NoticeKind};
 use pin_core::notify::{DeliveryError, Notifier, Receipt};
 use pin_core::subject::{Channel, Origin};
 use pin_core::tax_code::TaxCode;
@@ -192,7 +196,140 @@ pub(crate) fn render(d: &Delivery) -> Zeroizing<String> {
     out
 }
 
+/// The stable name of a notice kind, used in file names.
+pub(crate) fn notice_kind_name(k: NoticeKind) -> &'static str {
+    match k {
+        NoticeKind::ContactsChanged => "contacts_changed",
+        NoticeKind::PinReset => "pin_reset",
+        NoticeKind::PinIssuedByOther { .. } => "pin_issued",
+        NoticeKind::Locked => "locked",
+    }
+}
+
+/// Who asked, in words.
+fn requester(by: &str) -> &'static str {
+    match by {
+        "rid" => "your office's RID",
+        "enrolment_operator" => "an enrolment operator",
+        "support" => "the support service",
+        "branch_operator" => "an INPS branch operator",
+        "contact_centre" => "an INPS contact-centre operator",
+        "representative" => "a representative acting for you",
+        _ => "someone other than you",
+    }
+}
+
+/// The body of a security notice (POL-6): what happened, when, and what to do if it was not
+/// you. No secret, no `PIN` line.
+pub(crate) fn render_notice(n: &Notice) -> String {
+    let what = match n.kind {
+        NoticeKind::ContactsChanged => {
+            "the contacts (e-mail, mobile, PEC or address) on record for your PIN were changed"
+                .to_owned()
+        }
+        NoticeKind::PinReset => "your PIN was reset; a new one was sent to you".to_owned(),
+        NoticeKind::PinIssuedByOther { by } => format!(
+            "a new PIN was issued at the request of {}; the earlier one no longer works",
+            requester(by)
+        ),
+        NoticeKind::Locked => "your PIN was blocked after too many wrong attempts".to_owned(),
+    };
+    let when = n.at.format("%Y-%m-%d %H:%M UTC");
+    let mut out = String::new();
+    let to = match n.channel {
+        Channel::Sms => "Channel: SMS (security notice)",
+        Channel::Pec => "Channel: PEC (security notice)",
+        _ => "Channel: e-mail (security notice)",
+    };
+    out.push_str(&format!("To: {}\n{to}\n", n.recipient));
+    if n.channel != Channel::Sms {
+        out.push_str("Subject: Security notice about your credentials\n");
+    }
+    out.push('\n');
+    out.push_str(&format!("On {when} {what}.\n"));
+    out.push_str(
+        "If this was you, nothing else is needed. If it was not, contact the issuer at once: \
+         someone may be acting in your name.\n\
+         This notice never contains a PIN, and nobody will ever ask you for yours.\n",
+    );
+    out
+}
+
+impl FileOutbox {
+    /// Creates the outbox directory when missing (mode 0700: it holds secrets).
+    fn ensure_dir(&self) -> Result<(), DeliveryError> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&self.dir).map_err(|e| {
+            DeliveryError::Unavailable(format!(
+                "outbox {}: cannot create the directory: {e}",
+                self.dir.display()
+            ))
+        })
+    }
+}
+
 impl Notifier for FileOutbox {
+    fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
+        self.ensure_dir()?;
+        let stem = format!(
+            "{}-notice-{}-{}-{}",
+            n.subject.as_str(),
+            n.at.format("%Y%m%dT%H%M%SZ"),
+            notice_kind_name(n.kind),
+            channel_name(n.channel)
+        );
+        let body = render_notice(n);
+        for k in 1..=100u32 {
+            let name = if k == 1 {
+                format!("{stem}.txt")
+            } else {
+                format!("{stem}-{k}.txt")
+            };
+            let path = self.dir.join(name);
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(&path) {
+                Ok(mut file) => {
+                    return file
+                        .write_all(body.as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map(|()| Receipt::Sent)
+                        .map_err(|e| {
+                            DeliveryError::Unavailable(format!(
+                                "outbox {}: cannot write a notice: {e}",
+                                path.display()
+                            ))
+                        });
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(DeliveryError::Unavailable(format!(
+                        "outbox {}: cannot create a notice file: {e}",
+                        self.dir.display()
+                    )));
+                }
+            }
+        }
+        Err(DeliveryError::Refused(format!(
+            "outbox {}: too many notices named {stem}",
+            self.dir.display()
+        )))
+    }
+
     fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
         let unavailable = |what: &str, e: std::io::Error| {
             DeliveryError::Unavailable(format!("outbox {}: {what}: {e}", self.dir.display()))

@@ -4,7 +4,9 @@ use pin_core::Actor;
 use pin_core::command::{Command, Enrolment};
 use pin_core::contact::{ContactProof, Contacts};
 use pin_core::store::Store;
+use pin_core::subject::Pending;
 use pin_core::tax_code::TaxCode;
+use serde_json::{Value, json};
 
 use crate::app::{self, Ctx, Service};
 use crate::cli::{Cli, Cmd, ContactArgs, RequestCmd};
@@ -116,6 +118,7 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
                 result: result.into(),
             },
         ),
+        Cmd::Queue { actor } => queue(svc, &actor),
         Cmd::PreAssign { tax_code, actor } => {
             exec("pre-assign", &tax_code, &actor, Command::PreAssign)
         }
@@ -203,6 +206,54 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
         | Cmd::Hash { .. }
         | Cmd::Audit(_) => Err(Failure::internal("command dispatched twice")),
     }
+}
+
+/// `pin queue`: the requests waiting for the outbound call (INPS-6, INPS-7), oldest first,
+/// with the contacts masked. Only contact-centre operators work it.
+fn queue<S: Store>(svc: &Service<S>, actor: &Actor) -> Result<Done, Failure> {
+    if !matches!(actor, Actor::ContactCentre(_)) {
+        return Err(Failure::refused(format!(
+            "{} may not list the outbound queue: contact-centre operators make the outbound calls (INPS-6, INPS-7; use --as contact-centre:ID)",
+            actor.label()
+        )));
+    }
+    let waiting = svc.store().awaiting_outbound()?;
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for s in &waiting {
+        let Pending::OutboundVerification { origin, since } = s.pending else {
+            continue;
+        };
+        let origin = serde_json::to_value(origin).unwrap_or(Value::Null);
+        let c = &s.contacts;
+        let email = c.email.as_ref().map(|e| e.masked());
+        let mobile = c.mobile.as_ref().map(|m| m.masked());
+        let pec = c.pec.as_ref().map(|e| e.masked());
+        text.push_str(&format!(
+            "{}  since {}  via {}  mobile {}  e-mail {}\n",
+            s.tax_code.as_str(),
+            since.to_rfc3339(),
+            origin.as_str().unwrap_or("?"),
+            mobile.as_deref().unwrap_or("-"),
+            email.as_deref().unwrap_or("-"),
+        ));
+        rows.push(json!({
+            "subject": s.tax_code.as_str(),
+            "origin": origin,
+            "since": since.to_rfc3339(),
+            "email": email,
+            "mobile": mobile,
+            "pec": pec,
+        }));
+    }
+    if rows.is_empty() {
+        text.push_str("No request is waiting for the outbound call.\n");
+    }
+    Ok(Done::ok(
+        "queue",
+        json!({ "count": rows.len(), "waiting": rows }),
+        text,
+    ))
 }
 
 /// The contacts given on the command line.

@@ -86,9 +86,11 @@ pub(crate) fn change<S: Store>(
 ) -> Result<Done, Failure> {
     require_subject(actor, "change a PIN")?;
     // A NoiPA PIN has no change (its 5 digits are only ever issued): refuse before the
-    // current PIN is read, so that no attempt is counted for a change that cannot happen.
-    let st = svc.status(tax, ctx.now)?;
-    if st.subject.profile() == Profile::Noipa {
+    // current PIN is read, so that no attempt is counted for a change that cannot happen. A
+    // tax code not on record goes on to the PIN, which then does not authenticate, as for a
+    // person whose PIN is wrong: the answer does not tell who is on record.
+    let profile = known(svc.status(tax, ctx.now))?.map(|st| st.subject.profile());
+    if profile == Some(Profile::Noipa) {
         return Err(Failure::refused(
             "a NoiPA PIN cannot be changed by its holder; the RID issues a new one (pin identify)",
         ));
@@ -148,7 +150,14 @@ pub(crate) fn contacts<S: Store>(
     remove: &[ContactKindArg],
     actor: &Actor,
 ) -> Result<Done, Failure> {
-    let mut c = svc.status(tax, ctx.now)?.subject.contacts;
+    // The person is not authenticated yet: a tax code not on record goes on to the PIN, as
+    // a person on record does; an operator learns that the subject is unknown.
+    let status = if *actor == Actor::Subject {
+        known(svc.status(tax, ctx.now))?
+    } else {
+        Some(svc.status(tax, ctx.now)?)
+    };
+    let mut c = status.map(|s| s.subject.contacts).unwrap_or_default();
     for kind in remove {
         match kind {
             ContactKindArg::Email => c.email = None,
@@ -194,6 +203,17 @@ pub(crate) fn contacts<S: Store>(
         ctx.now,
     )?;
     Ok(report::executed("contacts", ctx, actor, &done))
+}
+
+/// `Ok(None)` for a subject not on record, the status otherwise.
+fn known(
+    r: Result<pin_core::service::Status, pin_core::Error>,
+) -> Result<Option<pin_core::service::Status>, Failure> {
+    match r {
+        Ok(s) => Ok(Some(s)),
+        Err(pin_core::Error::UnknownSubject(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 trait IntoFailure {

@@ -149,14 +149,11 @@ impl Env {
         let Ok(rd) = std::fs::read_dir(self.path("outbox")) else {
             return Vec::new();
         };
-        rd.map(|e| {
+        // Security notices (POL-6) have no PIN line.
+        rd.filter_map(|e| {
             let body = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            let line = body
-                .lines()
-                .find(|l| l.starts_with("PIN"))
-                .unwrap()
-                .to_owned();
-            line.rsplit_once(": ").unwrap().1.to_owned()
+            let line = body.lines().find(|l| l.starts_with("PIN"))?.to_owned();
+            Some(line.rsplit_once(": ").unwrap().1.to_owned())
         })
         .collect()
     }
@@ -546,7 +543,8 @@ fn noipa_lifecycle() {
         ],
         "",
         5,
-        "reset",
+        // Defect 10: NoiPA has no reset; the RID identifies again (NOIPA-6).
+        "RID",
     );
 
     // NOIPA-8: a NoiPA e-mail belongs to one person.
@@ -953,7 +951,7 @@ fn inps_request_channels_outbound_branch_pre_assigned_and_reset() {
         ],
         "",
         5,
-        "do not match",
+        "reset is not possible",
     );
     let email = format!("{}@example.it", GIULIA.to_lowercase());
     let pec = format!("{}@pec.example.it", GIULIA.to_lowercase());
@@ -1330,9 +1328,13 @@ fn bad_input_is_one_clear_error_and_changes_nothing() {
         ],
         "",
         5,
-        "no subject",
+        // Defect 9: the answer of a registered person who cannot ask on the web.
+        "no PIN can be issued",
     );
-    env.fails_unchanged(&["change", UNKNOWN], "AAAAAAAA\n", 5, "no subject");
+    // Defect 9: the PIN of a tax code not on record does not authenticate, as a person's
+    // without a PIN does not.
+    let v = env.json(&["change", UNKNOWN, "--generate"], "AAAAAAAA\n", 6);
+    assert_eq!(v["outcome"], "no_pin");
     env.fails_unchanged(
         &[
             "contacts",
@@ -1433,7 +1435,8 @@ fn bad_input_is_one_clear_error_and_changes_nothing() {
         ],
         "",
         5,
-        "not available",
+        // Unauthenticated: a NoiPA record answers as a tax code not on record (defect 9).
+        "no PIN can be issued",
     );
     env.fails_unchanged(&["resend", LUCA, "--as", "support:S1"], "", 5, "may not");
     env.fails_unchanged(
@@ -1866,4 +1869,420 @@ fn test_only_hashes_under_real_settings_count_nothing() {
     let st = env.json(&["status", MARIO], "", 0);
     assert_eq!(st["consecutive_failures"].as_u64(), Some(0));
     env.json(&["verify", MARIO], &format!("{pin}\n"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: issuance integrity.
+
+/// One `--json` run: exit code and the JSON printed, with the tax code of the subject
+/// replaced, so that the answers for two subjects compare.
+fn answer(env: &Env, args: &[&str], stdin: &str, tax: &str) -> (i32, Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all, stdin);
+    let text = if out.stdout.trim().is_empty() {
+        out.stderr.clone()
+    } else {
+        out.stdout.clone()
+    };
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON for {args:?}: {text:?}"));
+    let json: Value = serde_json::from_str(&line.replace(tax, "TAX")).unwrap();
+    (out.code, json)
+}
+
+// rule: INPS-14, INPS-16, INPS-6, NOIPA-9 — defect 9: every command a person can start
+// without authenticating answers a tax code not on record exactly as it answers a person on
+// record whose proof fails: same exit code, same JSON.
+#[test]
+fn issue_11_unknown_subjects_answer_as_failing_proofs() {
+    let env = Env::initialised();
+    // LUCA: a PIN from a branch, so a reset with wrong contacts is a failing proof.
+    enrol_inps(&env, LUCA, "subject");
+    env.ok(
+        &[
+            "request",
+            "branch",
+            LUCA,
+            "--document",
+            "passed",
+            "--as",
+            "branch:B1",
+        ],
+        "",
+    );
+    // PAOLO: registered, no PIN, a web request waiting for the outbound call.
+    enrol_inps(&env, PAOLO, "subject");
+    env.ok(
+        &[
+            "request",
+            "web",
+            PAOLO,
+            "--address-check",
+            "failed",
+            "--as",
+            "subject",
+        ],
+        "",
+    );
+    let reset = |tax: &'static str| {
+        vec![
+            "reset",
+            tax,
+            "--email",
+            "nobody@example.it",
+            "--mobile",
+            "3000000000",
+            "--as",
+            "subject",
+        ]
+    };
+    let unknown = answer(&env, &reset(UNKNOWN), "", UNKNOWN);
+    assert_eq!(unknown.0, 5, "{unknown:?}");
+    assert_eq!(unknown, answer(&env, &reset(LUCA), "", LUCA));
+    assert_eq!(unknown, answer(&env, &reset(PAOLO), "", PAOLO));
+
+    let web = |tax: &'static str| {
+        vec![
+            "request",
+            "web",
+            tax,
+            "--address-check",
+            "passed",
+            "--as",
+            "subject",
+        ]
+    };
+    let unknown = answer(&env, &web(UNKNOWN), "", UNKNOWN);
+    assert_eq!(unknown.0, 5, "{unknown:?}");
+    assert_eq!(unknown, answer(&env, &web(PAOLO), "", PAOLO));
+
+    let resend = |tax: &'static str| vec!["resend", tax, "--as", "subject"];
+    let unknown = answer(&env, &resend(UNKNOWN), "", UNKNOWN);
+    assert_eq!(unknown, answer(&env, &resend(PAOLO), "", PAOLO));
+
+    let contacts = |tax: &'static str| {
+        vec![
+            "contacts",
+            tax,
+            "--email",
+            "new@example.it",
+            "--as",
+            "subject",
+        ]
+    };
+    let unknown = answer(&env, &contacts(UNKNOWN), "AAAAAAAA\n", UNKNOWN);
+    assert_eq!(unknown.0, 6, "{unknown:?}");
+    assert_eq!(unknown, answer(&env, &contacts(PAOLO), "AAAAAAAA\n", PAOLO));
+
+    let change = |tax: &'static str| vec!["change", tax, "--generate"];
+    let unknown = answer(&env, &change(UNKNOWN), "AAAAAAAA\n", UNKNOWN);
+    assert_eq!(unknown.0, 6, "{unknown:?}");
+    assert_eq!(unknown, answer(&env, &change(PAOLO), "AAAAAAAA\n", PAOLO));
+}
+
+// rule: INPS-16 — defect 1 with the binary: a request waiting for (or failed at) the
+// outbound call gives no PIN by reset, and nothing reaches the outbox.
+#[test]
+fn issue_11_inps_16_no_first_pin_by_reset() {
+    let env = Env::initialised();
+    enrol_inps(&env, PAOLO, "subject");
+    let email = format!("{}@example.it", PAOLO.to_lowercase());
+    let reset = [
+        "reset",
+        PAOLO,
+        "--email",
+        email.as_str(),
+        "--mobile",
+        "3351234567",
+        "--as",
+        "subject",
+    ];
+    env.fails_unchanged(&reset, "", 5, "reset is not possible");
+    env.ok(
+        &[
+            "request",
+            "web",
+            PAOLO,
+            "--address-check",
+            "failed",
+            "--as",
+            "subject",
+        ],
+        "",
+    );
+    env.fails_unchanged(&reset, "", 5, "reset is not possible");
+    env.ok(
+        &["outbound", PAOLO, "failed", "--as", "contact-centre:C1"],
+        "",
+    );
+    env.fails_unchanged(&reset, "", 5, "reset is not possible");
+    assert!(env.all_secrets().is_empty(), "no PIN was ever sent");
+    // After a branch issue, reset is the recovery.
+    env.ok(
+        &[
+            "request",
+            "branch",
+            PAOLO,
+            "--document",
+            "passed",
+            "--as",
+            "branch:B1",
+        ],
+        "",
+    );
+    let v = env.json(&reset, "", 0);
+    assert_eq!(v["credential"]["pin_length"], 16);
+}
+
+// rule: POL-7, INPS-8, INPS-2 — defects 2 and 3 with the binary: neither a pre-assigned
+// letter nor a contact-centre request replaces a dispositivo PIN in use.
+#[test]
+fn issue_11_pol_7_no_request_takes_a_pin_in_use() {
+    let env = Env::initialised();
+    enrol_inps(&env, LUCA, "subject");
+    env.ok(
+        &[
+            "request",
+            "branch",
+            LUCA,
+            "--document",
+            "passed",
+            "--as",
+            "branch:B1",
+        ],
+        "",
+    );
+    let pin16 = env.secret(LUCA, 1, "envelope");
+    env.ok(&["change", LUCA], &format!("{pin16}\nK7QM2ZXA\nK7QM2ZXA\n"));
+    env.fails_unchanged(&["pre-assign", LUCA], "", 5, "no PIN can be issued");
+    env.fails_unchanged(
+        &[
+            "request",
+            "contact-centre",
+            LUCA,
+            "--archives",
+            "passed",
+            "--as",
+            "contact-centre:C1",
+        ],
+        "",
+        5,
+        "POL-7",
+    );
+    let v = env.json(&["verify", LUCA, "--level", "dispositivo"], "K7QM2ZXA\n", 0);
+    assert_eq!(v["outcome"], "accepted");
+}
+
+// rule: POL-6 — a branch issue and a change of contacts write a notice without any PIN to
+// the contacts on record before the change; `pin outbox` still lists only the PIN messages.
+#[test]
+fn issue_11_pol_6_notices_in_the_outbox() {
+    let env = Env::initialised();
+    enrol_inps(&env, LUCA, "subject");
+    env.ok(
+        &[
+            "request",
+            "branch",
+            LUCA,
+            "--document",
+            "passed",
+            "--as",
+            "branch:B1",
+        ],
+        "",
+    );
+    let old = format!("{}@example.it", LUCA.to_lowercase());
+    env.ok(
+        &[
+            "contacts",
+            LUCA,
+            "--email",
+            "luca.new@example.it",
+            "--as",
+            "branch:B1",
+        ],
+        "",
+    );
+    let pin = env.secret(LUCA, 1, "envelope");
+    let notices: Vec<String> = env
+        .outbox_names()
+        .into_iter()
+        .filter(|n| n.contains("-notice-"))
+        .collect();
+    assert!(
+        notices.iter().any(|n| n.contains("contacts_changed-email")),
+        "{notices:?}"
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("pin_issued-sms")),
+        "{notices:?}"
+    );
+    for name in &notices {
+        let body = std::fs::read_to_string(env.path("outbox").join(name)).unwrap();
+        assert!(!body.lines().any(|l| l.starts_with("PIN")), "{body}");
+        assert!(!body.contains(&pin));
+        assert!(!body.contains("luca.new@example.it"), "{body}");
+        if name.ends_with("-email.txt") {
+            assert!(body.starts_with(&format!("To: {old}\n")), "{body}");
+        }
+    }
+    let listed = env.json(&["outbox", LUCA], "", 0);
+    assert!(!listed.to_string().contains("notice"), "{listed}");
+}
+
+// rule: INPS-6, INPS-7 — the outbound queue: oldest first, contacts masked, for the contact
+// centre only.
+#[test]
+fn issue_11_outbound_queue_oldest_first_masked() {
+    let env = Env::initialised();
+    for (tax, at) in [
+        (LUCA, "2025-01-15T10:00:00Z"),
+        (PAOLO, "2025-01-15T09:30:00Z"),
+    ] {
+        enrol_inps(&env, tax, "subject");
+        env.ok(
+            &[
+                "--now",
+                at,
+                "request",
+                "web",
+                tax,
+                "--address-check",
+                "failed",
+                "--as",
+                "subject",
+            ],
+            "",
+        );
+    }
+    env.fails_unchanged(&["queue", "--as", "subject"], "", 5, "contact-centre");
+    let v = env.json(&["queue", "--as", "contact-centre:C1"], "", 0);
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["waiting"][0]["subject"], PAOLO);
+    assert_eq!(v["waiting"][1]["subject"], LUCA);
+    assert_eq!(v["waiting"][0]["origin"], "web");
+    let mobile = v["waiting"][0]["mobile"].as_str().unwrap();
+    assert!(
+        mobile.contains('*') && !mobile.contains("3351234567"),
+        "{mobile}"
+    );
+    assert!(
+        !v.to_string()
+            .contains(&format!("{}@", PAOLO.to_lowercase()))
+    );
+    env.ok(
+        &["outbound", PAOLO, "failed", "--as", "contact-centre:C1"],
+        "",
+    );
+    let v = env.json(&["queue", "--as", "contact-centre:C1"], "", 0);
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["waiting"][0]["subject"], LUCA);
+}
+
+// rule: INPS-15 — with the binary: a representative is refused on the web and for reset; at
+// the branch the role and the self-declaration are recorded in the audit event.
+#[test]
+fn issue_11_inps_15_on_behalf_only_at_a_branch() {
+    let env = Env::initialised();
+    enrol_inps(&env, MINOR, "parent");
+    env.fails_unchanged(
+        &[
+            "request",
+            "web",
+            MINOR,
+            "--address-check",
+            "passed",
+            "--as",
+            "parent",
+        ],
+        "",
+        5,
+        "INPS-15",
+    );
+    let email = format!("{}@example.it", MINOR.to_lowercase());
+    env.fails_unchanged(
+        &[
+            "reset",
+            MINOR,
+            "--email",
+            email.as_str(),
+            "--mobile",
+            "3351234567",
+            "--as",
+            "guardian",
+        ],
+        "",
+        5,
+        "INPS-15",
+    );
+    env.ok(
+        &[
+            "request",
+            "branch",
+            MINOR,
+            "--document",
+            "passed",
+            "--on-behalf",
+            "parent",
+            "--as",
+            "branch:B9",
+        ],
+        "",
+    );
+    let audit = env.json(&["audit", "show", MINOR], "", 0).to_string();
+    assert!(
+        audit.contains(
+            "on_behalf=parent;self_declaration=art46_dpr445_2000;received_by=branch_operator:B9"
+        ),
+        "{audit}"
+    );
+}
+
+// rule: NOIPA-12 — with the binary: an enrolment operator may not replace the e-mail after
+// enrolment; the RID may.
+#[test]
+fn issue_11_noipa_12_enrolment_operator_cannot_identify() {
+    let env = Env::initialised();
+    env.ok(
+        &[
+            "enrol",
+            MARIO,
+            "--role",
+            "employee",
+            "--enrolled-on",
+            "2020-09-01",
+            "--email",
+            "mario@example.it",
+            "--as",
+            "enrolment-operator:E1",
+        ],
+        "",
+    );
+    env.fails_unchanged(
+        &[
+            "identify",
+            MARIO,
+            "--email",
+            "new@example.it",
+            "--as",
+            "enrolment-operator:E1",
+        ],
+        "",
+        5,
+        "NOIPA-12",
+    );
+    env.ok(
+        &[
+            "identify",
+            MARIO,
+            "--email",
+            "new@example.it",
+            "--as",
+            "rid:R1",
+        ],
+        "",
+    );
 }

@@ -143,6 +143,71 @@ impl Authenticated {
     }
 }
 
+/// Why a national service card (CNS) did not authenticate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the national service card (CNS) did not authenticate: {0}")]
+pub struct CnsError(pub String);
+
+/// The outside check of a national service card (*CNS*): the card middleware that
+/// verifies the card's certificate chain, its revocation status and the signature the card
+/// made with the holder's card PIN, and reads the tax code the certificate names. The core
+/// never reads a card; the deployment wires in its middleware, as it wires in a
+/// [`crate::notify::Notifier`].
+pub trait CnsAuthority {
+    /// Checks `evidence` (what the card presented: certificate chain and signature, in the
+    /// middleware's format) and returns the tax code of the card holder.
+    ///
+    /// # Errors
+    /// [`CnsError`] when the card did not authenticate.
+    fn authenticate(&self, evidence: &[u8]) -> Result<TaxCode, CnsError>;
+}
+
+/// Proof that a CNS authenticated its holder (NOIPA-10, NOIPA-13): made only by
+/// [`CnsAuthenticated::check`] from the answer of a [`CnsAuthority`], never from a flag.
+/// It names the holder and the time, so that it cannot be used for another person or after
+/// [`PROOF_TTL`]. It is not `Clone`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CnsAuthenticated {
+    subject: TaxCode,
+    at: DateTime<Utc>,
+}
+
+impl CnsAuthenticated {
+    /// Asks `authority` to check `evidence` at `now`.
+    ///
+    /// # Errors
+    /// [`CnsError`] when the card did not authenticate.
+    pub fn check(
+        authority: &dyn CnsAuthority,
+        evidence: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Self, CnsError> {
+        let subject = authority.authenticate(evidence)?;
+        Ok(Self { subject, at: now })
+    }
+
+    /// The card holder's tax code.
+    #[must_use]
+    pub fn subject(&self) -> &TaxCode {
+        &self.subject
+    }
+
+    /// Checks the proof for a change of `subject`'s contacts at `now`: the card is this
+    /// person's, the proof is fresh, and the person is registered as a CNS holder.
+    pub(crate) fn check_for(&self, subject: &Subject, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.subject != subject.tax_code || now > self.at + PROOF_TTL || now < self.at {
+            return Err(Refusal::StaleAuthentication);
+        }
+        if !subject.cns_holder {
+            return Err(Refusal::Stage {
+                stage: "not linked to a CNS",
+                why: "register the national service card first, or use the PIN",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The new PIN of a change (INPS-3).
 #[derive(Debug)]
 pub enum NewPin {
@@ -177,6 +242,14 @@ pub enum Command {
         contacts: Contacts,
         /// Present when the subject authenticated with the PIN.
         authenticated: Option<Authenticated>,
+    },
+    /// NoiPA: the person changes their own contacts, authenticated with the national service
+    /// card instead of the PIN (NOIPA-13); only for subjects registered as CNS holders.
+    ChangeContactsWithCns {
+        /// The new contacts.
+        contacts: Contacts,
+        /// Proof from the card middleware.
+        cns: CnsAuthenticated,
     },
     /// INPS branch counter: the operator verified identity against the document of form
     /// MV35 (INPS-5).
@@ -219,7 +292,9 @@ pub enum Command {
         /// Check of the signed request and document.
         document: Check,
     },
-    /// INPS reset after loss: tax code plus two registered contacts (INPS-14).
+    /// INPS reset after loss: tax code plus two registered contacts (INPS-14), only for a
+    /// person who once received a PIN through a verifying channel and has no request
+    /// waiting (INPS-16), asked by the person (never a representative, INPS-15).
     Reset {
         /// The contacts quoted by the person.
         proofs: Vec<ContactProof>,
@@ -253,7 +328,7 @@ impl Command {
             Self::Import(_) => "import",
             Self::Identify { .. } => "identify",
             Self::Resend => "resend",
-            Self::ChangeContacts { .. } => "change_contacts",
+            Self::ChangeContacts { .. } | Self::ChangeContactsWithCns { .. } => "change_contacts",
             Self::BranchRequest { .. } => "branch_request",
             Self::WebRequest { .. } => "web_request",
             Self::ContactCentreRequest { .. } => "contact_centre_request",
@@ -312,6 +387,73 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
+/// Why a security notice is sent (POL-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The contacts on record were changed.
+    ContactsChanged,
+    /// The PIN was reset (INPS-14).
+    PinReset,
+    /// A new PIN was issued at the request of someone other than the person: an operator,
+    /// the RID, or a representative; `by` is the actor kind (`"rid"`, `"branch_operator"`,
+    /// `"representative"`, …).
+    PinIssuedByOther {
+        /// Who asked.
+        by: &'static str,
+    },
+    /// The PIN was blocked after too many wrong attempts (INPS-12, POL-1).
+    Locked,
+}
+
+/// A security notice (POL-6): tells the person of an action on their PIN or contacts, on
+/// one of the contacts on record *before* the action. It carries no secret of any kind,
+/// so its `Debug` is derived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The subject.
+    pub subject: TaxCode,
+    /// What happened.
+    pub kind: NoticeKind,
+    /// Channel: e-mail, PEC or SMS.
+    pub channel: Channel,
+    /// The address or number on record before the action.
+    pub recipient: String,
+    /// When the action happened.
+    pub at: DateTime<Utc>,
+}
+
+impl Notice {
+    /// One notice of `kind` per digital contact of `contacts` (e-mail, PEC, mobile): the
+    /// contacts on record before the action (POL-6, NOIPA-8). None when there are none.
+    #[must_use]
+    pub fn to_contacts(
+        subject: &TaxCode,
+        contacts: &Contacts,
+        kind: NoticeKind,
+        at: DateTime<Utc>,
+    ) -> Vec<Self> {
+        let make = |channel, recipient: &str| Self {
+            subject: subject.clone(),
+            kind,
+            channel,
+            recipient: recipient.to_owned(),
+            at,
+        };
+        let mut out = Vec::new();
+        if let Some(e) = &contacts.email {
+            out.push(make(Channel::Email, e.as_str()));
+        }
+        if let Some(p) = &contacts.pec {
+            out.push(make(Channel::Pec, p.as_str()));
+        }
+        if let Some(m) = &contacts.mobile {
+            out.push(make(Channel::Sms, m.as_str()));
+        }
+        out
+    }
+}
+
 /// Advice for the caller that is not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -335,6 +477,8 @@ pub enum Effect {
     Reveal(Pin),
     /// Tell the caller.
     Advise(Advice),
+    /// Send a security notice, without any secret (POL-6).
+    Notify(Notice),
 }
 
 /// How the store's attempt counter follows a decision.

@@ -83,6 +83,8 @@ pub fn sample_subject(tax_code: TaxCode, role: Role, email: &str, serial: u64) -
         enrolled_on: None,
         identified_at: None,
         represented_by: None,
+        declaration: None,
+        verified_pin: serial > 0,
         pending: Pending::None,
         credential: (serial > 0).then(|| Credential {
             serial,
@@ -571,6 +573,61 @@ pub fn concurrent_reservations<S: Store + Sync>(store: &S) {
     assert_audit_explains_counter(store, &tax(0));
 }
 
+/// The queue of the outbound call (INPS-6, INPS-7): only the records waiting, oldest
+/// request first, ties by tax code; a record that stops waiting leaves it. Also: the facts
+/// added to the record later (declaration, verified PIN) round-trip.
+pub fn outbound_queue_oldest_first<S: Store>(store: &S) {
+    use crate::subject::{Declaration, Pending, Representation};
+    assert!(store.awaiting_outbound().unwrap().is_empty(), "empty store");
+    let waiting = |i: usize, minutes: i64| {
+        let mut s = sample_subject(tax(i), Role::Citizen, &format!("p{i}@example.it"), 0);
+        s.pending = Pending::OutboundVerification {
+            origin: Origin::Web,
+            since: t0() + chrono::Duration::minutes(minutes),
+        };
+        s
+    };
+    // Created in another order than they wait; tax(3) does not wait at all.
+    let mut late = waiting(0, 30);
+    late.declaration = Some(Declaration {
+        role: Representation::Guardian,
+        received_by: "branch_operator:B1".to_owned(),
+        at: t0(),
+    });
+    late.verified_pin = true;
+    let first = waiting(1, 10);
+    let idle = sample_subject(tax(2), Role::Citizen, "p2@example.it", 1);
+    for s in [&late, &idle, &first] {
+        store.create(s, &[event(&s.tax_code, "enrol")]).unwrap();
+    }
+    let queue = store.awaiting_outbound().unwrap();
+    let order: Vec<&TaxCode> = queue.iter().map(|s| &s.tax_code).collect();
+    assert_eq!(
+        order,
+        vec![&tax(1), &tax(0)],
+        "oldest first, only the waiting"
+    );
+    assert_eq!(
+        queue.last(),
+        Some(&late),
+        "the record round-trips unchanged"
+    );
+    // Once the call is made, the record leaves the queue.
+    let l = store.load(&tax(1)).unwrap().unwrap();
+    let mut done = l.subject;
+    done.pending = Pending::None;
+    let _ = store
+        .save(&done, l.version, AttemptsUpdate::Keep, &[])
+        .unwrap();
+    let left: Vec<TaxCode> = store
+        .awaiting_outbound()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.tax_code)
+        .collect();
+    assert_eq!(left, vec![tax(0)]);
+}
+
 /// Runs every check, each on a fresh store from `make`.
 pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     create_and_load(&make());
@@ -584,6 +641,7 @@ pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     audit_log_order(&make());
     concurrent_reservations(&make());
     lockout::run_all(&make);
+    outbound_queue_oldest_first(&make());
 }
 
 pub mod lockout;

@@ -207,11 +207,23 @@ pub enum Refusal {
         /// Earliest time.
         until: DateTime<Utc>,
     },
-    /// The PIN was already used or changed: a re-send would not help; reset instead.
+    /// The PIN was already used or changed: a re-send would not help; `remedy` names the
+    /// way that works for the subject's profile (INPS: reset; NoiPA: the RID).
     #[error(
-        "the PIN on record was already used; a re-send is only for PINs not yet received — reset it instead"
+        "the PIN on record was already used; a re-send is only for PINs not yet received — {remedy}"
     )]
-    AlreadyUsed,
+    AlreadyUsed {
+        /// What to do instead.
+        remedy: &'static str,
+    },
+    /// A PIN cannot be issued on a request without identification in person (web, contact
+    /// centre, pre-assigned letter): the tax code is not registered, a request already
+    /// waits, or the person's PIN is in use or of kind `dispositivo` (POL-7). The same
+    /// answer for each, so that it does not tell whether a person is on record.
+    #[error(
+        "no PIN can be issued on this request: it needs a registered person whose PIN is not in use, with no request already waiting; a PIN in use is changed, or reset with two registered contacts (INPS-14), and a dispositivo PIN is replaced only at a branch (INPS-5, POL-7)"
+    )]
+    RequestNotPossible,
     /// The action does not exist for this profile.
     #[error("{action} is not available for {profile} subjects")]
     NotForProfile {
@@ -220,9 +232,12 @@ pub enum Refusal {
         /// The profile.
         profile: &'static str,
     },
-    /// The quoted contacts do not match two of those registered (INPS-14).
+    /// A reset is not possible with the data given: the contacts do not match two of those
+    /// registered (INPS-14), or the person never received a PIN through a channel that
+    /// verified them, or a request waits for outbound verification (INPS-16). One answer for
+    /// all, also for a tax code not on record.
     #[error(
-        "the contacts given do not match two of those registered at first registration (INPS-14)"
+        "reset is not possible with these data: it needs two of the contacts registered at first registration (INPS-14), of an INPS user who once received a PIN at a branch, on the web, through the contact centre or by letter (INPS-16); otherwise ask at a branch (INPS-5); NoiPA users ask their RID (NOIPA-6)"
     )]
     ContactsDoNotMatch,
     /// The proof of authentication is for an earlier PIN or another purpose.

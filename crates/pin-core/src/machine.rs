@@ -19,6 +19,12 @@
 //!  Identify / Reset / BranchRequest / Resend ──► a new credential; the old one is gone (BOTH-1)
 //! ```
 //!
+//! One rule guards every issue that replaces a PIN (`Step::may_replace`, POL-7): a web or
+//! contact-centre request or a pre-assigned letter never takes away a PIN in use, and only a
+//! branch issue lowers a `dispositivo` PIN. Reset is open only to a person who once received
+//! a PIN through a verifying channel (`Subject::verified_pin`, INPS-16). Security notices
+//! ([`Effect::Notify`], POL-6) go to the contacts on record before the command.
+//!
 //! The machine never hashes inside a storage lock because it never sees one: it runs before
 //! the driver's compare-and-swap save. Randomness and hashing reach it through [`Mint`].
 
@@ -27,8 +33,8 @@ use chrono::{DateTime, Utc};
 use crate::actor::Actor;
 use crate::audit::AuditEvent;
 use crate::command::{
-    Advice, AttemptsUpdate, Authenticated, Check, Command, Decision, Delivery, Effect, Enrolment,
-    Imported, NewPin, Want,
+    Advice, AttemptsUpdate, Authenticated, Check, CnsAuthenticated, Command, Decision, Delivery,
+    Effect, Enrolment, Imported, NewPin, Notice, NoticeKind, Want,
 };
 use crate::contact::{ContactKind, ContactProof, Contacts};
 use crate::error::{Error, InputError, Refusal};
@@ -37,8 +43,8 @@ use crate::hash::{Hasher, PinHash};
 use crate::policy::Policy;
 use crate::secret::Pin;
 use crate::subject::{
-    Attempts, Channel, Credential, DeliveryState, Level, Origin, Part, Pending, Profile,
-    Representation, Stage, Subject,
+    Attempts, Channel, Credential, Declaration, DeliveryState, Level, Origin, Part, Pending,
+    Profile, Representation, Stage, Subject,
 };
 use crate::tax_code::TaxCode;
 
@@ -115,6 +121,23 @@ pub fn decide(
     if let Actor::Delegate(_) = actor {
         return Err(Refusal::Delegate.into());
     }
+    // INPS-15: a representative asks at a branch, where the role and the self-declaration
+    // are recorded; never on the web, by reset, or through the contact centre.
+    if let Actor::Representative(_) = actor
+        && matches!(
+            command,
+            Command::WebRequest { .. }
+                | Command::Reset { .. }
+                | Command::ContactCentreRequest { .. }
+                | Command::Resend
+        )
+    {
+        return Err(refuse_actor(
+            actor,
+            command.name(),
+            "INPS-15: requests on behalf of another person are made at a branch, with the self-declaration of the role",
+        ));
+    }
     let name = command.name();
     match (command, current) {
         (Command::Enrol(e), None) => enrol(tax_code, e.clone(), actor, ctx, mint),
@@ -122,7 +145,7 @@ pub fn decide(
         (Command::Enrol(_) | Command::Import(_), Some(_)) => {
             Err(Error::SubjectExists(tax_code.clone()))
         }
-        (_, None) => Err(Error::UnknownSubject(tax_code.clone())),
+        (_, None) => Err(unknown_subject(tax_code, actor, command)),
         (command, Some(subject)) => {
             let mut step = Step::new(subject, *attempts, actor, ctx, name);
             match command {
@@ -136,6 +159,9 @@ pub fn decide(
                     authenticated,
                 } => {
                     step.change_contacts(contacts.clone(), authenticated.as_ref())?;
+                }
+                Command::ChangeContactsWithCns { contacts, cns } => {
+                    step.change_contacts_with_cns(contacts.clone(), cns)?;
                 }
                 Command::BranchRequest {
                     identity_document,
@@ -173,6 +199,25 @@ pub fn decide(
             Ok(step.finish())
         }
     }
+}
+
+/// The answer to a command for a tax code not on record. The commands a person starts
+/// without authenticating answer what a person on record gets when their proof fails, so
+/// that the answer does not tell whether someone is on record: a reset gets
+/// [`Refusal::ContactsDoNotMatch`], a web request [`Refusal::RequestNotPossible`] (what a
+/// registered person with a PIN in use or a request waiting gets), a re-send
+/// [`Refusal::NoPin`] (what a registered person with no PIN gets). Operators and the system
+/// learn that the subject is unknown.
+fn unknown_subject(tax_code: &TaxCode, actor: &Actor, command: &Command) -> Error {
+    if *actor == Actor::Subject {
+        match command {
+            Command::Reset { .. } => return Refusal::ContactsDoNotMatch.into(),
+            Command::WebRequest { .. } => return Refusal::RequestNotPossible.into(),
+            Command::Resend => return Refusal::NoPin.into(),
+            _ => {}
+        }
+    }
+    Error::UnknownSubject(tax_code.clone())
 }
 
 fn refuse_actor(actor: &Actor, action: &'static str, rule: &'static str) -> Error {
@@ -279,10 +324,10 @@ fn enrol(
         cns_holder: e.cns_holder,
         enrolled_on: e.enrolled_on,
         identified_at: None,
-        represented_by: match actor {
-            Actor::Representative(r) => Some(*r),
-            _ => None,
-        },
+        // INPS-15: a representation is recorded only at a branch, with the declaration.
+        represented_by: None,
+        declaration: None,
+        verified_pin: false,
         pending: Pending::None,
         credential: None,
         last_serial: 0,
@@ -372,6 +417,9 @@ fn import(
         enrolled_on: None,
         identified_at: None,
         represented_by: None,
+        declaration: None,
+        // INPS-16: a PIN brought over from the earlier system was issued by its channels.
+        verified_pin: true,
         pending: Pending::None,
         credential: Some(credential),
         last_serial: 1,
@@ -412,12 +460,16 @@ struct Step<'a> {
     outcome: &'static str,
     channels: Vec<Channel>,
     detail: String,
+    /// The contacts on record before this command: security notices go there (POL-6).
+    before: Contacts,
 }
 
 /// How the parts of a new PIN travel.
 enum Route {
     /// The whole PIN on one channel.
     Whole(Channel),
+    /// The whole PIN on each of these channels (NOIPA-4 with e-mail as well as SMS).
+    Copies(Vec<Channel>),
     /// First half on these channels, second half on that one.
     Halves(Vec<Channel>, Channel),
 }
@@ -441,7 +493,39 @@ impl<'a> Step<'a> {
             outcome: "done",
             channels: Vec::new(),
             detail: String::new(),
+            before: subject.contacts.clone(),
         }
+    }
+
+    /// Queues a security notice of `kind` to every contact on record before this command
+    /// (POL-6).
+    fn notify(&mut self, kind: NoticeKind) {
+        let notices = Notice::to_contacts(&self.next.tax_code, &self.before, kind, self.now());
+        self.effects.extend(notices.into_iter().map(Effect::Notify));
+    }
+
+    /// POL-7, the one rule for every issue that replaces a PIN: a request without
+    /// identification in person (web, contact centre, pre-assigned letter — `origin`) never
+    /// takes away a PIN in use (used at least once and not blocked), and nothing but a
+    /// branch issue lowers the level of a `dispositivo` PIN (conversion, INPS-9, only raises
+    /// it). Checked when such a request is accepted, and again when it issues.
+    fn may_replace(&self, origin: Origin, level: Level) -> Result<(), Error> {
+        let Some(c) = self.next.credential.as_ref() else {
+            return Ok(());
+        };
+        let unauthenticated = matches!(
+            origin,
+            Origin::Web | Origin::ContactCentre | Origin::PreAssigned
+        );
+        let blocked = self.counter.serial == c.serial
+            && self
+                .counter
+                .is_locked(self.ctx.policy.lockout(self.profile()));
+        let in_use = (c.first_used_at.is_some() || c.changed_at.is_some()) && !blocked;
+        if (unauthenticated && in_use) || (c.level > level && origin != Origin::Branch) {
+            return Err(Refusal::RequestNotPossible.into());
+        }
+        Ok(())
     }
 
     fn finish(self) -> Decision {
@@ -566,9 +650,11 @@ impl<'a> Step<'a> {
         attempts: AttemptsUpdate,
         mint: &mut dyn Mint,
     ) -> Result<(), Error> {
+        self.may_replace(origin, level)?;
         // Check every recipient before any work, so a missing contact changes nothing.
         let channels: Vec<Channel> = match &route {
             Route::Whole(c) => vec![*c],
+            Route::Copies(cs) => cs.clone(),
             Route::Halves(first, second) => first.iter().copied().chain([*second]).collect(),
         };
         let recipients = channels
@@ -581,8 +667,23 @@ impl<'a> Step<'a> {
         let now = self.now();
         let mut parts = Vec::new();
         let mut secrets: Vec<(u8, u8, Pin)> = Vec::new();
+        // POL-6: the person learns of a reset, or of a PIN issued at someone else's request,
+        // on the contacts on record before it (the first PIN at enrolment is no news).
+        let notice = match (origin, self.actor) {
+            (Origin::Reset, _) => Some(NoticeKind::PinReset),
+            (Origin::Enrolment, _) | (_, Actor::Subject | Actor::System) => None,
+            (_, actor) => Some(NoticeKind::PinIssuedByOther { by: actor.kind() }),
+        };
+        if let Some(kind) = notice {
+            self.notify(kind);
+        }
         match &route {
             Route::Whole(_) => secrets.push((1, 1, pin)),
+            Route::Copies(cs) => {
+                for _ in cs {
+                    secrets.push((1, 1, pin.duplicate()));
+                }
+            }
             Route::Halves(first, _) => {
                 let (a, b) = format::split_halves(&pin);
                 for _ in first {
@@ -627,6 +728,17 @@ impl<'a> Step<'a> {
         });
         self.next.last_serial = serial;
         self.next.pending = Pending::None;
+        // INPS-16: these channels verified the person (a reset or re-send keeps the fact).
+        if matches!(
+            origin,
+            Origin::Branch
+                | Origin::Web
+                | Origin::ContactCentre
+                | Origin::Enrolment
+                | Origin::Identification
+        ) {
+            self.next.verified_pin = true;
+        }
         self.attempts = attempts;
         self.channels = channels;
         self.outcome = "issued";
@@ -637,10 +749,13 @@ impl<'a> Step<'a> {
     /// NoiPA issue: 5 digits, by SMS only when a mobile is on record, else by e-mail
     /// (NOIPA-4).
     fn issue_noipa(&mut self, origin: Origin, mint: &mut dyn Mint) -> Result<(), Error> {
-        let channel = if self.next.contacts.mobile.is_some() {
-            Channel::Sms
+        let c = &self.next.contacts;
+        let route = if c.mobile.is_none() {
+            Route::Whole(Channel::Email)
+        } else if self.ctx.policy.noipa_email_with_sms() && c.email.is_some() {
+            Route::Copies(vec![Channel::Sms, Channel::Email])
         } else {
-            Channel::Email
+            Route::Whole(Channel::Sms)
         };
         let attempts = if origin == Origin::Resend {
             AttemptsUpdate::CarryOver
@@ -652,7 +767,7 @@ impl<'a> Step<'a> {
             PinFormat::NoipaDigits5,
             Level::Online,
             Stage::Active,
-            Route::Whole(channel),
+            route,
             attempts,
             mint,
         )
@@ -681,12 +796,15 @@ impl<'a> Step<'a> {
     fn identify(&mut self, contacts: Contacts, mint: &mut dyn Mint) -> Result<(), Error> {
         self.require_profile(Profile::Noipa)?;
         self.require_actor(
-            matches!(self.actor, Actor::Rid(_) | Actor::EnrolmentOperator(_)),
-            "NOIPA-3: identification is done in person by the RID or enrolment operators",
+            matches!(self.actor, Actor::Rid(_)),
+            "NOIPA-12: after enrolment only the RID identifies a person again and gives new contacts",
         )?;
         check_noipa_contacts(&contacts)?;
         // NOIPA-7: a new mailbox given at identification replaces the old one; NOIPA-9: the
-        // RID may change contacts.
+        // RID may change contacts. POL-6: the old contacts hear of it.
+        if contacts != self.next.contacts {
+            self.notify(NoticeKind::ContactsChanged);
+        }
         self.next.contacts = contacts;
         self.next.identified_at = Some(self.now());
         self.issue_noipa(Origin::Identification, mint)
@@ -713,7 +831,13 @@ impl<'a> Step<'a> {
             || cred.changed_at.is_some()
             || cred.origin == Origin::Import
         {
-            return Err(Refusal::AlreadyUsed.into());
+            let remedy = match profile {
+                Profile::Inps => {
+                    "reset it with two registered contacts (INPS-14), or ask at a branch (INPS-5)"
+                }
+                Profile::Noipa => "ask your office's RID to identify you again (NOIPA-6)",
+            };
+            return Err(Refusal::AlreadyUsed { remedy }.into());
         }
         // INPS-5, INPS-7: a sealed envelope is handed over at a branch, a PIN told by phone
         // needs an operator on the call; nobody else can re-send those.
@@ -823,8 +947,32 @@ impl<'a> Step<'a> {
             allowed,
             "NOIPA-9: contacts change only by the RID, or by the person authenticated with the PIN",
         )?;
+        self.replace_contacts(contacts)
+    }
+
+    /// NOIPA-13: a CNS holder changes their own contacts with the card.
+    fn change_contacts_with_cns(
+        &mut self,
+        contacts: Contacts,
+        cns: &CnsAuthenticated,
+    ) -> Result<(), Error> {
+        self.require_profile(Profile::Noipa)?;
+        self.require_actor(
+            matches!(self.actor, Actor::Subject),
+            "NOIPA-13: the card holder changes their own contacts",
+        )?;
+        cns.check_for(&self.next, self.now())?;
+        self.detail = "proof=cns".to_owned();
+        self.replace_contacts(contacts)
+    }
+
+    /// Puts `contacts` on record, after a notice to the old ones (POL-6).
+    fn replace_contacts(&mut self, contacts: Contacts) -> Result<(), Error> {
         if self.profile() == Profile::Noipa {
             check_noipa_contacts(&contacts)?;
+        }
+        if contacts != self.next.contacts {
+            self.notify(NoticeKind::ContactsChanged);
         }
         self.next.contacts = contacts;
         self.outcome = "contacts_changed";
@@ -867,8 +1015,15 @@ impl<'a> Step<'a> {
             return Err(Refusal::CheckFailed("identity document").into());
         }
         self.next.identified_at = Some(self.now());
-        if on_behalf.is_some() {
-            self.next.represented_by = on_behalf;
+        if let Some(role) = on_behalf {
+            // INPS-15: the role, under the sworn self-declaration handed in with the signed
+            // form, is recorded with the request.
+            self.next.represented_by = Some(role);
+            self.next.declaration = Some(Declaration {
+                role,
+                received_by: self.actor.label(),
+                at: self.now(),
+            });
         }
         // INPS-5, INPS-2: identified in person → dispositivo, in a sealed envelope; still 16
         // characters to change at first access (INPS-3).
@@ -880,18 +1035,27 @@ impl<'a> Step<'a> {
             Route::Whole(Channel::SealedEnvelope),
             AttemptsUpdate::Fresh,
             mint,
-        )
+        )?;
+        if let Some(role) = on_behalf {
+            self.detail = format!(
+                "{};on_behalf={};self_declaration=art46_dpr445_2000;received_by={}",
+                self.detail,
+                format!("{role:?}").to_lowercase(),
+                self.actor.label()
+            );
+        }
+        Ok(())
     }
 
     fn web(&mut self, address: Check, mint: &mut dyn Mint) -> Result<(), Error> {
-        self.require_profile(Profile::Inps)?;
-        let on_behalf = match self.actor {
-            Actor::Subject => None,
-            Actor::Representative(r) => Some(*r),
-            _ => return Err(refuse_actor(self.actor, self.action, "INPS-6, INPS-10")),
-        };
-        self.request_allowed(on_behalf)?;
-        self.require_no_pending()?;
+        // INPS-15: representatives ask at a branch (refused in `decide`).
+        self.require_actor(matches!(self.actor, Actor::Subject), "INPS-6")?;
+        // The person is not authenticated: a NoiPA record, a request waiting, and a PIN in
+        // use (POL-7) all get the answer a tax code not on record gets.
+        if self.profile() != Profile::Inps || self.next.pending != Pending::None {
+            return Err(Refusal::RequestNotPossible.into());
+        }
+        self.may_replace(Origin::Web, Level::Online)?;
         if self.next.contacts.address.is_none() {
             return Err(InputError::MissingContact {
                 what: "a residence address",
@@ -899,24 +1063,7 @@ impl<'a> Step<'a> {
             }
             .into());
         }
-        // A PIN in use is not replaced by an unauthenticated web request, which would also
-        // lower a dispositivo PIN to online: reset (INPS-14) is the way after a loss.
-        if self.next.credential.as_ref().is_some_and(|c| {
-            c.first_used_at.is_some()
-                || c.changed_at.is_some()
-                || c.origin == Origin::Import
-                || c.level == Level::Dispositivo
-        }) {
-            return Err(Refusal::Stage {
-                stage: "in use",
-                why: "a web request is for a first PIN and never replaces a dispositivo one; after a loss, reset it with two registered contacts (INPS-14)",
-            }
-            .into());
-        }
         self.rate_limit()?;
-        if on_behalf.is_some() {
-            self.next.represented_by = on_behalf;
-        }
         if self.next.contacts.reset_contact_count() < 2 {
             self.effects
                 .push(Effect::Advise(Advice::FewerThanTwoResetContacts));
@@ -928,6 +1075,7 @@ impl<'a> Step<'a> {
     }
 
     fn await_outbound(&mut self, origin: Origin) -> Result<(), Error> {
+        self.may_replace(origin, Level::Online)?;
         self.next.pending = Pending::OutboundVerification {
             origin,
             since: self.now(),
@@ -942,6 +1090,7 @@ impl<'a> Step<'a> {
         self.require_profile(Profile::Inps)?;
         self.require_actor(matches!(self.actor, Actor::ContactCentre(_)), "INPS-7")?;
         self.require_no_pending()?;
+        self.may_replace(Origin::ContactCentre, Level::Online)?;
         if self.next.contacts.address.is_none() {
             return Err(InputError::MissingContact {
                 what: "a residence address",
@@ -981,6 +1130,7 @@ impl<'a> Step<'a> {
             "INPS-8: pre-assigned letters are sent by the institute",
         )?;
         self.require_no_pending()?;
+        self.may_replace(Origin::PreAssigned, Level::Online)?;
         // INPS-8: the letter carries the first half; the hash is of that half alone, so the
         // second half can be drawn at activation without any half kept in clear (POL-3).
         self.issue(
@@ -1074,6 +1224,8 @@ impl<'a> Step<'a> {
         self.attempts = AttemptsUpdate::Fresh;
         self.channels = vec![channel];
         self.next.pending = Pending::None;
+        // INPS-16: activation with health-card data verified the person (INPS-8).
+        self.next.verified_pin = true;
         self.outcome = "activated";
         Ok(())
     }
@@ -1105,19 +1257,21 @@ impl<'a> Step<'a> {
     }
 
     fn reset(&mut self, proofs: &[ContactProof], mint: &mut dyn Mint) -> Result<(), Error> {
-        self.require_profile(Profile::Inps)?;
-        let on_behalf = match self.actor {
-            Actor::Subject => None,
-            Actor::Representative(r) => Some(*r),
-            _ => {
-                return Err(refuse_actor(
-                    self.actor,
-                    self.action,
-                    "INPS-14: the person resets",
-                ));
-            }
-        };
-        self.request_allowed(on_behalf)?;
+        // INPS-15: representatives ask at a branch (refused in `decide`).
+        self.require_actor(
+            matches!(self.actor, Actor::Subject),
+            "INPS-14: the person resets",
+        )?;
+        // INPS-16: reset is a recovery, for a person who once received a PIN through a
+        // channel that verified them, with no request waiting for (or failed at) the
+        // outbound call. Whoever cannot reset gets the answer of wrong contacts, as a tax
+        // code not on record does, so that the answer does not tell who is on record.
+        if self.profile() != Profile::Inps
+            || !self.next.verified_pin
+            || self.next.pending != Pending::None
+        {
+            return Err(Refusal::ContactsDoNotMatch.into());
+        }
         self.rate_limit()?;
         let mut kinds: Vec<ContactKind> = Vec::new();
         for p in proofs {
@@ -1140,12 +1294,18 @@ impl<'a> Step<'a> {
             ContactKind::Pec => Channel::Pec,
         };
         let (first, second) = (channel_of(a), channel_of(b));
-        // The halves go to the registered contacts that were proven, one each.
+        // The halves go to the registered contacts that were proven, one each. POL-7: a
+        // reset keeps the level of a dispositivo PIN.
+        let level = self
+            .next
+            .credential
+            .as_ref()
+            .map_or(Level::Online, |c| c.level);
         let saved = std::mem::replace(&mut self.next.contacts, self.next.registered.clone());
         let result = self.issue(
             Origin::Reset,
             PinFormat::InpsIssued16,
-            Level::Online,
+            level,
             Stage::MustChange,
             Route::Halves(vec![first], second),
             AttemptsUpdate::Fresh,

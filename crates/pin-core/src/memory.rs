@@ -201,4 +201,11 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
+
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        let inner = self.lock();
+        Ok(crate::store::outbound_queue(
+            inner.subjects.values().map(|(s, _, _)| s.clone()),
+        ))
+    }
 }

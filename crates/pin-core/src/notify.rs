@@ -1,6 +1,6 @@
 //! The delivery port.
 
-use crate::command::Delivery;
+use crate::command::{Delivery, Notice};
 
 /// What a channel answered when it took a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +31,27 @@ pub trait Notifier {
     /// # Errors
     /// [`DeliveryError`] when the message was not delivered.
     fn deliver(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError>;
+
+    /// Sends a security notice (POL-6), which carries no secret. The default answers
+    /// [`DeliveryError::Unavailable`]: a notifier that cannot carry notices says so, and the
+    /// driver reports the notice as not sent.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] when the notice was not sent.
+    fn notify(&self, notice: &Notice) -> Result<Receipt, DeliveryError> {
+        let _ = notice;
+        Err(DeliveryError::Unavailable(
+            "this notifier does not carry security notices".to_owned(),
+        ))
+    }
 }
 
 impl<N: Notifier + ?Sized> Notifier for &N {
     fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
         (**self).deliver(d)
+    }
+    fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
+        (**self).notify(n)
     }
 }
 
@@ -59,6 +75,7 @@ impl std::fmt::Debug for OutboxMessage {
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
     messages: std::sync::Mutex<Vec<OutboxMessage>>,
+    notices: std::sync::Mutex<Vec<Notice>>,
 }
 
 impl MemoryOutbox {
@@ -73,6 +90,17 @@ impl MemoryOutbox {
         std::mem::take(
             &mut *self
                 .messages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Takes every security notice out of the outbox, oldest first (they are kept apart
+    /// from the messages that carry a PIN).
+    pub fn take_notices(&self) -> Vec<Notice> {
+        std::mem::take(
+            &mut *self
+                .notices
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
@@ -95,6 +123,14 @@ impl Notifier for MemoryOutbox {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(OutboxMessage { delivery: copy });
+        Ok(Receipt::Sent)
+    }
+
+    fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(n.clone());
         Ok(Receipt::Sent)
     }
 }

@@ -61,6 +61,8 @@ pub struct Policy {
     pub(crate) hash_live: HashParams,
     pub(crate) hash_floor: HashParams,
     pub(crate) hash_cap: HashParams,
+    pub(crate) noipa_email_with_sms: bool,
+    pub(crate) no_periodic_rotation: bool,
 }
 
 impl Default for Policy {
@@ -91,6 +93,8 @@ impl Default for Policy {
                 t_cost: 10,
                 p_cost: 8,
             },
+            noipa_email_with_sms: false,
+            no_periodic_rotation: false,
         }
     }
 }
@@ -184,6 +188,21 @@ impl Policy {
         self.hash_cap
     }
 
+    /// NoiPA delivery when a mobile number is on record: `false` (the default), the PIN goes
+    /// only by SMS, as the self-service guide says; `true`, by e-mail as well, as the FAQ
+    /// says (NOIPA-4).
+    #[must_use]
+    pub fn noipa_email_with_sms(&self) -> bool {
+        self.noipa_email_with_sms
+    }
+    /// NIST SP 800-63B mode: no periodic change of any PIN (a change only on evidence of
+    /// compromise, by reset or a new issue). Off by default, since INPS-11 asks for
+    /// rotation every 6 or 3 months.
+    #[must_use]
+    pub fn no_periodic_rotation(&self) -> bool {
+        self.no_periodic_rotation
+    }
+
     /// The lockout limit of a profile.
     #[must_use]
     pub fn lockout(&self, profile: crate::Profile) -> u32 {
@@ -196,6 +215,9 @@ impl Policy {
     /// The rotation period in months of a role; `None` when its PINs do not rotate.
     #[must_use]
     pub fn rotation_months(&self, role: crate::Role) -> Option<u32> {
+        if self.no_periodic_rotation {
+            return None;
+        }
         match role {
             crate::Role::Employee => self.noipa_rotation_months,
             crate::Role::Citizen => Some(self.rotation_citizen_months),
@@ -255,6 +277,10 @@ impl PolicyBuilder {
         hash_floor: HashParams);
     setter!(/// Sets [`Policy::hash_cap`].
         hash_cap: HashParams);
+    setter!(/// Sets [`Policy::noipa_email_with_sms`] (NOIPA-4).
+        noipa_email_with_sms: bool);
+    setter!(/// Sets [`Policy::no_periodic_rotation`] (NIST SP 800-63B mode; INPS-11).
+        no_periodic_rotation: bool);
 
     /// Checks the policy and returns it.
     ///
@@ -380,6 +406,23 @@ mod tests {
             Policy::builder().noipa_rotation_months(Some(0)).build(),
             Err(PolicyError::Zero { .. })
         ));
+    }
+
+    // rule: NOIPA-4, INPS-11 — SMS only and periodic rotation unless the policy says otherwise.
+    #[test]
+    fn noipa_email_and_nist_mode_are_off_by_default() {
+        let p = Policy::default();
+        assert!(!p.noipa_email_with_sms());
+        assert!(!p.no_periodic_rotation());
+        assert_eq!(p.rotation_months(crate::Role::Citizen), Some(6));
+        let nist = Policy::builder().no_periodic_rotation(true).build();
+        let months = nist.as_ref().map(|p| {
+            (
+                p.rotation_months(crate::Role::Citizen),
+                p.rotation_months(crate::Role::Intermediary),
+            )
+        });
+        assert_eq!(months, Ok((None, None)));
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::hash::PinHash;
 use crate::secret::KeyId;
 use crate::store::{Loaded, StoreError};
 use crate::subject::{
-    Attempts, Credential, Level, Origin, Part, Pending, Profile, Representation, Role, Stage,
-    Subject,
+    Attempts, Credential, Declaration, Level, Origin, Part, Pending, Profile, Representation, Role,
+    Stage, Subject,
 };
 use crate::tax_code::TaxCode;
 
@@ -82,6 +82,13 @@ struct SubjectBodyV1 {
     last_serial: u64,
     resends: Vec<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// Added after format 1 was first written: absent in older rows (INPS-15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declaration: Option<Declaration>,
+    /// Added after format 1 was first written: absent in older rows, which are read with
+    /// the fact derived from their credential (INPS-16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_pin: Option<bool>,
 }
 
 /// `credentials.body`, format 1: the credential without its serial and hash (columns).
@@ -195,6 +202,8 @@ impl SubjectRowV1 {
             enrolled_on,
             identified_at,
             represented_by,
+            declaration,
+            verified_pin,
             pending,
             credential,
             last_serial,
@@ -215,6 +224,8 @@ impl SubjectRowV1 {
             last_serial,
             resends,
             created_at,
+            declaration,
+            verified_pin: Some(verified_pin),
         };
         let credential = credential
             .map(|c| CredentialRowV1::from_credential(profile, c, engine))
@@ -301,6 +312,8 @@ impl TryFrom<SubjectRowV1> for Subject {
             last_serial,
             resends,
             created_at,
+            declaration,
+            verified_pin,
         } = body;
         if profile != profile_name(role.profile()) {
             return Err(corrupt(format_args!(
@@ -330,6 +343,13 @@ impl TryFrom<SubjectRowV1> for Subject {
                 c.serial
             )));
         }
+        // A row written before the fact was kept: a person with a PIN past activation
+        // received it through one of the channels of that time.
+        let verified_pin = verified_pin.unwrap_or_else(|| {
+            credential
+                .as_ref()
+                .is_some_and(|c| c.stage != Stage::AwaitingActivation)
+        });
         Ok(Self {
             tax_code,
             role,
@@ -339,6 +359,8 @@ impl TryFrom<SubjectRowV1> for Subject {
             enrolled_on,
             identified_at,
             represented_by,
+            declaration,
+            verified_pin,
             pending,
             credential,
             last_serial,
@@ -421,5 +443,49 @@ impl TryFrom<AttemptsRowV1> for Attempts {
             failures: from_sql_int(failures, "attempts failures")?,
             blocked,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::conformance::sample_subject;
+
+    fn tax() -> TaxCode {
+        TaxCode::parse("RSSMRA85T10A562S").unwrap()
+    }
+
+    /// A body as rows written before the declaration and verified-PIN facts were kept.
+    fn without_new_fields(row: &mut SubjectRowV1) {
+        let mut body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+        let map = body.as_object_mut().unwrap();
+        assert!(map.remove("verified_pin").is_some());
+        let _ = map.remove("declaration");
+        row.body = body.to_string();
+    }
+
+    // rule: INPS-16, INPS-15 — rows written before these facts were kept still read: a
+    // person with a PIN past activation counts as having received a verified PIN, one without
+    // does not; new rows round-trip both facts.
+    #[test]
+    fn older_rows_read_with_the_new_facts_derived() {
+        for (serial, verified) in [(1, true), (0, false)] {
+            let s = sample_subject(tax(), Role::Citizen, "m@example.it", serial);
+            let mut row = SubjectRowV1::from_subject(&s, "test").unwrap();
+            without_new_fields(&mut row);
+            let back = Subject::try_from(row).unwrap();
+            assert_eq!(back.verified_pin, verified);
+            assert_eq!(back.declaration, None);
+        }
+        let mut s = sample_subject(tax(), Role::Citizen, "m@example.it", 0);
+        s.verified_pin = true;
+        s.declaration = Some(Declaration {
+            role: Representation::Curator,
+            received_by: "branch_operator:B1".to_owned(),
+            at: s.created_at,
+        });
+        let row = SubjectRowV1::from_subject(&s, "test").unwrap();
+        assert_eq!(Subject::try_from(row).unwrap(), s);
     }
 }

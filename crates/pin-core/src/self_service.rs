@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Authenticated, Check, Want};
+use crate::command::{Authenticated, CnsAuthenticated, Want};
 use crate::error::Refusal;
 use crate::subject::{Attempts, Profile, Subject};
 
@@ -32,13 +32,15 @@ pub enum SelfService {
 pub enum Proof<'a> {
     /// The PIN, verified by [`crate::service::PinService::authenticate`].
     Pin(&'a Authenticated),
-    /// The *CNS* (national service card), checked by the card reader's middleware.
-    Cns(Check),
+    /// The *CNS* (national service card): the proof the card middleware gave
+    /// ([`CnsAuthenticated::check`]), never a bare flag (NOIPA-10, NOIPA-13).
+    Cns(&'a CnsAuthenticated),
 }
 
 /// Whether `subject`, whose attempt counter is `attempts`, may use `service` with `proof`
 /// at `now` (NOIPA-10, NOIPA-11). A PIN proof must be this person's, of the current PIN,
-/// given to access a service, not blocked since and fresh.
+/// given to access a service, not blocked since and fresh; a CNS proof must name this person,
+/// be fresh, and the person must be registered as a CNS holder.
 ///
 /// # Errors
 /// [`Refusal`] explaining what is missing.
@@ -66,11 +68,6 @@ pub fn authorize(
                 "use a NoiPA self-service",
             )
             .map(|_| ()),
-        Proof::Cns(Check::Passed) if subject.cns_holder => Ok(()),
-        Proof::Cns(Check::Passed) => Err(Refusal::Stage {
-            stage: "not linked to a CNS",
-            why: "register the national service card first, or use the PIN",
-        }),
-        Proof::Cns(Check::Failed) => Err(Refusal::CheckFailed("CNS")),
+        Proof::Cns(card) => card.check_for(subject, now),
     }
 }

@@ -95,6 +95,19 @@ pub struct DeliveryReport {
     pub error: Option<String>,
 }
 
+/// What happened to one security notice (POL-6).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NoticeReport {
+    /// Why it was sent.
+    pub kind: crate::command::NoticeKind,
+    /// Channel.
+    pub channel: Channel,
+    /// Whether the channel took it.
+    pub sent: bool,
+    /// The channel's error, if any.
+    pub error: Option<String>,
+}
+
 /// The result of a command.
 #[derive(Debug)]
 #[must_use]
@@ -107,6 +120,8 @@ pub struct Executed {
     pub advice: Vec<Advice>,
     /// A PIN generated at the subject's own request, to show to that subject alone.
     pub revealed: Option<Pin>,
+    /// One report per security notice (POL-6), sent before the messages with a PIN.
+    pub notices: Vec<NoticeReport>,
 }
 
 /// The result of a verify.
@@ -435,9 +450,19 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let mut advice = Vec::new();
         let mut revealed = None;
         let mut deliveries = Vec::new();
+        let mut notices = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Advise(a) => advice.push(a),
+                Effect::Notify(n) => {
+                    let r = self.notifier.notify(&n);
+                    notices.push(NoticeReport {
+                        kind: n.kind,
+                        channel: n.channel,
+                        sent: r.is_ok(),
+                        error: r.err().map(|e| e.to_string()),
+                    });
+                }
                 Effect::Reveal(pin) => revealed = Some(pin),
                 Effect::Deliver(d) => {
                     let (state, error) = match self.notifier.deliver(&d) {
@@ -469,6 +494,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             deliveries,
             advice,
             revealed,
+            notices,
         })
     }
 
@@ -632,9 +658,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Reservation::TryLater { retry_after } => {
                     return Ok(done(VerifyOutcome::TryLater { retry_after }));
                 }
-                Reservation::Locked { newly: _ } => {
+                Reservation::Locked { newly } => {
                     // Same cost as a compare: a locked PIN is not told apart by timing.
                     let _ = self.hasher.verify_dummy(&raw());
+                    if newly {
+                        self.notify_lock(&loaded.subject, now);
+                    }
                     let ev = verify::audit_event(&loaded.subject, now, purpose, "locked");
                     self.store
                         .append_audit(&[ev])
@@ -664,6 +693,15 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 // means anything (BOTH-1). Plan again on the current record.
                 continue;
             };
+            if matches!(
+                settled,
+                Settled::Done {
+                    newly_blocked: true,
+                    ..
+                }
+            ) {
+                self.notify_lock(&loaded.subject, now);
+            }
             if outcome == VerifyOutcome::Locked {
                 return Ok(done(outcome));
             }
@@ -678,6 +716,21 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             });
         }
         Err(Error::Contention(tax.clone()))
+    }
+
+    /// Tells the person, on the contacts on record, that their PIN was just blocked (POL-6):
+    /// a notice with no secret, sent once, by the verify that made the lock. A notice that
+    /// cannot be sent does not change the answer: the lock is in the audit log either way.
+    fn notify_lock(&self, subject: &Subject, now: DateTime<Utc>) {
+        let notices = crate::command::Notice::to_contacts(
+            &subject.tax_code,
+            &subject.contacts,
+            crate::command::NoticeKind::Locked,
+            now,
+        );
+        for notice in &notices {
+            let _ = self.notifier.notify(notice);
+        }
     }
 
     /// Settles a reservation, retrying a retryable storage failure with backoff for a

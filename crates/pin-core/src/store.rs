@@ -16,6 +16,8 @@ pub use crate::attempts::{
     Lease, LeaseId, Reservation, ReserveRequest, ReserveStep, SettleStep, Settled, Settlement,
     reserve_rule, settle_rule,
 };
+use chrono::{DateTime, Utc};
+
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
@@ -176,6 +178,34 @@ pub trait Store {
     /// # Errors
     /// A backend failure or a corrupt row.
     fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The subjects whose request waits for the outbound contact-centre call (INPS-6,
+    /// INPS-7), oldest request first (ties by tax code): the queue the operators work.
+    /// Implementations select the records and order them with [`outbound_queue`]; the
+    /// default, for stores written before this method, answers [`StoreError::Backend`]
+    /// saying that the store does not list the queue.
+    ///
+    /// # Errors
+    /// A backend failure or a corrupt row.
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        Err(StoreError::Backend(
+            "this store does not list the requests waiting for the outbound call".into(),
+        ))
+    }
+}
+
+/// The records of `subjects` that wait for the outbound call, oldest request first, ties
+/// by tax code: the shared rule every store applies for [`Store::awaiting_outbound`].
+pub fn outbound_queue(subjects: impl IntoIterator<Item = Subject>) -> Vec<Subject> {
+    let mut waiting: Vec<(DateTime<Utc>, Subject)> = subjects
+        .into_iter()
+        .filter_map(|s| match s.pending {
+            crate::subject::Pending::OutboundVerification { since, .. } => Some((since, s)),
+            crate::subject::Pending::None => None,
+        })
+        .collect();
+    waiting.sort_by(|(a, x), (b, y)| (a, &x.tax_code).cmp(&(b, &y.tax_code)));
+    waiting.into_iter().map(|(_, s)| s).collect()
 }
 
 impl<S: Store + ?Sized> Store for &S {
@@ -226,6 +256,9 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
         (**self).audit_log(t)
+    }
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        (**self).awaiting_outbound()
     }
 }
 

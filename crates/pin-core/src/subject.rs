@@ -231,6 +231,19 @@ pub enum Representation {
     Parent,
 }
 
+/// What a representative declared at the branch counter, as recorded with the request
+/// (INPS-10, INPS-15): the role, under a sworn self-declaration (art. 46 DPR 445/2000),
+/// received by the operator named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declaration {
+    /// The role declared.
+    pub role: Representation,
+    /// The operator who received the signed form and the self-declaration (actor label).
+    pub received_by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// A request waiting for an outside check (INPS-6, INPS-7, INPS-8).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -267,6 +280,12 @@ pub struct Subject {
     pub identified_at: Option<DateTime<Utc>>,
     /// Who acts for this person, when someone does (INPS-10).
     pub represented_by: Option<Representation>,
+    /// The self-declaration of the representative recorded at the branch (INPS-15).
+    pub declaration: Option<Declaration>,
+    /// Whether the person once received a PIN through a channel that verified them
+    /// (INPS-5 to INPS-8, NoiPA enrolment or identification, or an import): only such a
+    /// person may reset (INPS-16). Never cleared.
+    pub verified_pin: bool,
     /// A request waiting for an outside check.
     pub pending: Pending,
     /// The only valid PIN, if any (BOTH-1).

@@ -115,6 +115,16 @@ SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_ema
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
  WHERE s.tax_code = $1";
 
+/// The records waiting for the outbound call: the columns of [`LOAD`].
+const AWAITING_OUTBOUND: &str = "
+SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_email_key,
+       c.profile, c.serial, c.key_id, c.phc, c.body::text,
+       a.serial, a.failures, a.blocked
+  FROM subjects s
+  LEFT JOIN credentials c ON c.tax_code = s.tax_code
+  LEFT JOIN attempts a ON a.tax_code = s.tax_code
+ WHERE s.body->'pending'->>'state' = 'outbound_verification'";
+
 /// The columns of [`LOAD`], with PostgreSQL's `smallint` and `boolean` widened to the
 /// integers of the shared row types.
 fn load_row(r: &Row) -> Result<LoadRowV1, TxError> {
@@ -385,6 +395,17 @@ impl Store for PostgresStore {
                 out.push(audit_chain::read_event(tax, text)?);
             }
             Ok(out)
+        })
+    }
+
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        self.pool.run(Mode::Snapshot, |tx| {
+            let rows = tx.query(AWAITING_OUTBOUND, &[])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(Subject::try_from(load_row(row)?.subject)?);
+            }
+            Ok(pin_core::store::outbound_queue(out))
         })
     }
 }

@@ -7,7 +7,7 @@ use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::SmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials as LettreCredentials;
 use lettre::{Address, SmtpTransport, Transport};
-use pin_core::command::Delivery;
+use pin_core::command::{Delivery, Notice};
 use pin_core::notify::{DeliveryError, Notifier, Receipt};
 use pin_core::subject::Channel;
 
@@ -234,6 +234,31 @@ fn redact(text: &str, secret: &str) -> String {
 }
 
 impl Notifier for SmtpNotifier {
+    fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
+        if !matches!(n.channel, Channel::Email | Channel::Pec) {
+            return Err(DeliveryError::Unavailable(format!(
+                "the SMTP notifier carries e-mail and PEC only, not the {:?} channel; route \
+                 that channel to another notifier",
+                n.channel
+            )));
+        }
+        let to: Address = n.recipient.trim().parse().map_err(|_| {
+            DeliveryError::Refused("the recipient is not a valid e-mail address".to_owned())
+        })?;
+        let rendered = text::render_notice(n, self.language);
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to))
+            .subject(rendered.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(String::clone(&rendered.body))
+            .map_err(|e| DeliveryError::Refused(format!("cannot build the message: {e}")))?;
+        match self.transport.send(&message) {
+            Ok(_) => Ok(Receipt::Sent),
+            Err(e) => Err(self.classify(&e, "")),
+        }
+    }
+
     fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
         if !matches!(d.channel, Channel::Email | Channel::Pec) {
             // The wiring is wrong, not the recipient: keep the part pending.

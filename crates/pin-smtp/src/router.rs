@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use pin_core::command::Delivery;
+use pin_core::command::{Delivery, Notice};
 use pin_core::notify::{DeliveryError, Notifier, Receipt};
 use pin_core::subject::Channel;
 
@@ -103,6 +103,16 @@ impl fmt::Debug for ChannelRouter {
 }
 
 impl Notifier for ChannelRouter {
+    fn notify(&self, notice: &Notice) -> Result<Receipt, DeliveryError> {
+        match self.notifier_for(notice.channel) {
+            Some(n) => n.notify(notice),
+            None => Err(DeliveryError::Unavailable(format!(
+                "no notifier is configured for the {:?} channel",
+                notice.channel
+            ))),
+        }
+    }
+
     fn deliver(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
         match self.notifier_for(delivery.channel) {
             Some(n) => n.deliver(delivery),

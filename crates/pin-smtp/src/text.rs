@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use pin_core::command::Delivery;
+use pin_core::command::{Delivery, Notice, NoticeKind};
 use pin_core::subject::{Channel, Origin};
 use zeroize::Zeroizing;
 
@@ -229,12 +229,122 @@ pub fn render(d: &Delivery, language: Language) -> Rendered {
     }
 }
 
+/// Who asked for a PIN issued at someone else's request (POL-6).
+fn requester(by: &str, language: Language) -> &'static str {
+    match (by, language) {
+        ("rid", Language::English) => "your office's RID",
+        ("rid", Language::Italian) => "il RID del Suo ufficio",
+        ("support", Language::English) => "the support service",
+        ("support", Language::Italian) => "il servizio di assistenza",
+        ("branch_operator", Language::English) => "an INPS branch operator",
+        ("branch_operator", Language::Italian) => "un operatore di una sede INPS",
+        ("contact_centre", Language::English) => "an INPS contact-centre operator",
+        ("contact_centre", Language::Italian) => "un operatore del Contact Center INPS",
+        ("representative", Language::English) => "a representative acting for you",
+        ("representative", Language::Italian) => "un rappresentante che agisce per Suo conto",
+        (_, Language::English) => "someone other than you",
+        (_, Language::Italian) => "una persona diversa da Lei",
+    }
+}
+
+/// A security notice (POL-6) by e-mail or PEC, in `language`: what happened and when, and
+/// what to do if it was not the person. It carries no secret (there is none in a
+/// [`Notice`]).
+#[must_use]
+pub fn render_notice(n: &Notice, language: Language) -> Rendered {
+    let when = n.at.format("%Y-%m-%d %H:%M UTC");
+    let (subject, what) = match language {
+        Language::English => (
+            "Security notice about your credentials".to_owned(),
+            match n.kind {
+                NoticeKind::ContactsChanged => {
+                    "the contacts on record for your PIN were changed".to_owned()
+                }
+                NoticeKind::PinReset => "your PIN was reset; a new one was sent to you".to_owned(),
+                NoticeKind::PinIssuedByOther { by } => format!(
+                    "a new PIN was issued at the request of {}; the earlier one no longer works",
+                    requester(by, language)
+                ),
+                NoticeKind::Locked => {
+                    "your PIN was blocked after too many wrong attempts".to_owned()
+                }
+            },
+        ),
+        Language::Italian => (
+            "Avviso di sicurezza sulle Sue credenziali".to_owned(),
+            match n.kind {
+                NoticeKind::ContactsChanged => {
+                    "i recapiti registrati per il Suo PIN sono stati modificati".to_owned()
+                }
+                NoticeKind::PinReset => {
+                    "il Suo PIN è stato ripristinato; Le è stato inviato un nuovo PIN".to_owned()
+                }
+                NoticeKind::PinIssuedByOther { by } => format!(
+                    "è stato emesso un nuovo PIN su richiesta di {}; il precedente non è più valido",
+                    requester(by, language)
+                ),
+                NoticeKind::Locked => {
+                    "il Suo PIN è stato bloccato dopo troppi tentativi errati".to_owned()
+                }
+            },
+        ),
+    };
+    let body = match language {
+        Language::English => format!(
+            "Dear user,\n\non {when} {what}.\n\nIf this was you, nothing else is needed. If it \
+             was not, contact the issuer at once: someone may be acting in your name.\nThis \
+             notice never contains a PIN, and nobody will ever ask you for yours.\n"
+        ),
+        Language::Italian => format!(
+            "Gentile utente,\n\nil {when} {what}.\n\nSe è stato Lei, non deve fare altro. Se non \
+             è stato Lei, contatti subito l'assistenza: qualcuno potrebbe agire a Suo nome.\n\
+             Questo avviso non contiene mai un PIN, e nessuno Le chiederà mai il Suo.\n"
+        ),
+    };
+    Rendered {
+        subject,
+        body: Zeroizing::new(body),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
     use pin_core::format::{PinFormat, parse_input};
     use pin_core::tax_code::TaxCode;
+
+    // rule: POL-6 — notices in both languages, for every kind, with no PIN line.
+    #[test]
+    fn notices_in_both_languages_carry_no_pin() {
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
+            .single()
+            .unwrap();
+        for kind in [
+            NoticeKind::ContactsChanged,
+            NoticeKind::PinReset,
+            NoticeKind::PinIssuedByOther { by: "rid" },
+            NoticeKind::Locked,
+        ] {
+            let n = Notice {
+                subject: TaxCode::parse("RSSMRA85T10A562S").unwrap(),
+                kind,
+                channel: Channel::Email,
+                recipient: "old@example.it".into(),
+                at,
+            };
+            let it = render_notice(&n, Language::Italian);
+            let en = render_notice(&n, Language::English);
+            assert!(it.body.contains("2026-01-15 09:00 UTC"));
+            assert!(it.body.contains("Gentile utente"));
+            assert!(en.body.contains("Dear user"));
+            for r in [&it, &en] {
+                assert!(!r.body.lines().any(|l| l.starts_with("PIN")), "{}", *r.body);
+            }
+        }
+    }
 
     fn delivery(secret: &str, part: u8, of: u8, channel: Channel, origin: Origin) -> Delivery {
         Delivery {

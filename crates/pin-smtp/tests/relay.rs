@@ -304,3 +304,49 @@ fn a_reply_quoting_the_pin_is_redacted() {
         "{error}"
     );
 }
+
+// rule: POL-6, NOIPA-8 — an identification with a new mailbox sends a security notice, with
+// no PIN, to the OLD mailbox, before the new PIN goes to the new one.
+#[test]
+fn a_security_notice_reaches_the_old_mailbox_without_a_pin() {
+    let Some(relay) = relay() else { return };
+    let s = service(
+        SmtpNotifier::new(config(
+            &relay,
+            "NoiPA <no-reply@noipa.example>",
+            Language::English,
+        ))
+        .unwrap(),
+    );
+    let _ = enrol_employee(&s, "old.mailbox@example.it");
+    let done = s
+        .execute(
+            &TaxCode::parse(MARIO).unwrap(),
+            &Actor::Rid("R042".into()),
+            &Command::Identify {
+                contacts: Contacts {
+                    email: Some(Email::parse("new.mailbox@example.it").unwrap()),
+                    ..Contacts::default()
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    assert_eq!(done.notices.len(), 2, "{:?}", done.notices);
+    assert!(done.notices.iter().all(|n| n.sent), "{:?}", done.notices);
+    let messages = relay.messages().unwrap();
+    let notices: Vec<_> = messages
+        .iter()
+        .filter(|m| m.header("subject") == Some("Security notice about your credentials"))
+        .collect();
+    assert_eq!(notices.len(), 2);
+    let pins: Vec<String> = messages.iter().filter_map(|m| m.secret()).collect();
+    assert_eq!(pins.len(), 2, "the enrolment PIN and the new one");
+    for n in notices {
+        assert_eq!(n.header("to"), Some("old.mailbox@example.it"));
+        assert!(n.secret().is_none(), "{}", n.body);
+        for pin in &pins {
+            assert!(!n.body.contains(pin.as_str()));
+        }
+    }
+}

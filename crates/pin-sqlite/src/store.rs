@@ -599,4 +599,22 @@ impl Store for SqliteStore {
             Ok(out)
         })
     }
+
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        self.read(|tx| {
+            // The pending state lives in the JSON body; the LIKE narrows the scan, the shared
+            // rule decides on the converted records.
+            let sql = LOAD.replace(
+                "WHERE s.tax_code = ?1",
+                "WHERE s.body LIKE '%\"state\":\"outbound_verification\"%'",
+            );
+            let mut stmt = tx.prepare(&sql).map_err(db)?;
+            let rows = stmt.query_map([], load_row).map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(Subject::try_from(row.map_err(db)?.subject)?);
+            }
+            Ok(pin_core::store::outbound_queue(out))
+        })
+    }
 }

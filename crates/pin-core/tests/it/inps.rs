@@ -607,7 +607,10 @@ fn inps_4_legacy_16_keeps_working_until_rotation_then_becomes_8() {
     let e = refused(&s, MARIO, || {
         run(&s, MARIO, &Actor::Subject, &Command::Resend, t0())
     });
-    assert!(matches!(e, Error::Refused(Refusal::AlreadyUsed)), "{e:?}");
+    assert!(
+        matches!(e, Error::Refused(Refusal::AlreadyUsed { .. })),
+        "{e:?}"
+    );
     // At the periodic change it stops opening services …
     assert_eq!(
         access(&s, MARIO, LEGACY, Level::Online, due),
@@ -943,7 +946,8 @@ fn inps_6_unvalidated_address_waits_for_outbound_verification() {
         access(&s, LAURA, "AB3CD4EF5GH6JK7L", Level::Online, now),
         VerifyOutcome::NoPin
     );
-    // A second request while one waits is refused.
+    // A second request while one waits is refused, with the answer a tax code not on
+    // record gets (the requester is not authenticated).
     let e = refused(&s, LAURA, || {
         run(
             &s,
@@ -956,7 +960,7 @@ fn inps_6_unvalidated_address_waits_for_outbound_verification() {
         )
     });
     assert!(
-        matches!(e, Error::Refused(Refusal::AlreadyPending)),
+        matches!(e, Error::Refused(Refusal::RequestNotPossible)),
         "{e:?}"
     );
     // Only the contact centre makes the outbound call.
@@ -1706,7 +1710,7 @@ fn inps_10_tax_codes_of_the_test_are_what_they_say() {
 }
 
 #[test]
-fn inps_10_guardian_curator_support_administrator_may_request_on_the_web() {
+fn inps_15_representatives_ask_only_at_a_branch() {
     let s = service();
     let now = t0();
     for (code, r) in [
@@ -1722,25 +1726,53 @@ fn inps_10_guardian_curator_support_administrator_may_request_on_the_web() {
             enrolled_on: None,
         });
         let _ = run(&s, code, &rep, &enrol, now).unwrap();
-        assert_eq!(subject(&s, code).represented_by, Some(r));
-        let _ = run(
-            &s,
-            code,
-            &rep,
-            &Command::WebRequest {
+        // Registering data records no representation: only the branch does, with the
+        // declaration.
+        assert_eq!(subject(&s, code).represented_by, None);
+        let proofs = vec![proof_email("rep@example.it"), proof_mobile("347 123 4567")];
+        for cmd in [
+            Command::WebRequest {
                 address: Check::Passed,
             },
-            now,
-        )
-        .unwrap();
-        let msgs = inbox(&s);
-        assert_eq!(msgs.len(), 2, "{r:?}");
-        let cred = subject(&s, code).credential.unwrap();
-        assert_eq!((cred.level, cred.origin), (Level::Online, Origin::Web));
+            Command::Reset { proofs },
+            Command::ContactCentreRequest {
+                archives: Check::Passed,
+            },
+            Command::Resend,
+        ] {
+            let e = refused(&s, code, || run(&s, code, &rep, &cmd, now));
+            match &e {
+                Error::Refused(Refusal::Actor { rule, .. }) => {
+                    assert!(rule.starts_with("INPS-15"), "{cmd:?}: {rule}");
+                }
+                other => panic!("{r:?} {cmd:?}: {other:?}"),
+            }
+        }
+        // At the branch, the role and the self-declaration are recorded, in the record and
+        // in the audit event.
+        let cmd = Command::BranchRequest {
+            identity_document: Check::Passed,
+            on_behalf: Some(r),
+        };
+        let _ = run(&s, code, &branch(), &cmd, now).unwrap();
+        let subj = subject(&s, code);
+        assert_eq!(subj.represented_by, Some(r));
+        let d = subj.declaration.unwrap();
         assert_eq!(
-            access(&s, code, &assemble(&msgs), Level::Online, now),
-            VerifyOutcome::MustChange
+            (d.role, d.received_by.as_str(), d.at),
+            (r, "branch_operator:branch-1", now)
         );
+        let log = s.store().audit_log(Some(&tax(code))).unwrap();
+        let ev = log.iter().rfind(|e| e.action == "branch_request").unwrap();
+        let role = format!("{r:?}").to_lowercase();
+        assert!(
+            ev.detail.contains(&format!("on_behalf={role}"))
+                && ev.detail.contains("self_declaration=art46_dpr445_2000")
+                && ev.detail.contains("received_by=branch_operator:branch-1"),
+            "{}",
+            ev.detail
+        );
+        assert_eq!(inbox(&s).len(), 1);
     }
 }
 
@@ -1774,7 +1806,7 @@ fn inps_10_parent_only_for_a_minor() {
             enrolled_on: None,
         })
     };
-    // A minor: the parent enrols and asks on the web, or at the branch.
+    // A minor: the parent enrols, and asks at the branch (INPS-15).
     let child = minor();
     let _ = run(
         &s,
@@ -1784,27 +1816,16 @@ fn inps_10_parent_only_for_a_minor() {
         now,
     )
     .unwrap();
-    assert_eq!(
-        subject(&s, &child).represented_by,
-        Some(Representation::Parent)
-    );
-    let _ = run(
-        &s,
-        &child,
-        &parent,
-        &Command::WebRequest {
-            address: Check::Passed,
-        },
-        now,
-    )
-    .unwrap();
-    assert_eq!(inbox(&s).len(), 2);
     let at_branch = Command::BranchRequest {
         identity_document: Check::Passed,
         on_behalf: Some(Representation::Parent),
     };
     let _ = run(&s, &child, &branch(), &at_branch, now).unwrap();
     assert_eq!(inbox(&s).len(), 1);
+    assert_eq!(
+        subject(&s, &child).represented_by,
+        Some(Representation::Parent)
+    );
 
     // An adult: every parental request is refused, and nothing is created or changed.
     let e = refused(&s, MARIO, || {
@@ -1825,35 +1846,7 @@ fn inps_10_parent_only_for_a_minor() {
         full_contacts("mario@example.it"),
         now,
     );
-    let e = refused(&s, MARIO, || {
-        run(
-            &s,
-            MARIO,
-            &parent,
-            &Command::WebRequest {
-                address: Check::Passed,
-            },
-            now,
-        )
-    });
-    assert!(matches!(e, Error::Refused(Refusal::ParentOfAdult)), "{e:?}");
     let e = refused(&s, MARIO, || run(&s, MARIO, &branch(), &at_branch, now));
-    assert!(matches!(e, Error::Refused(Refusal::ParentOfAdult)), "{e:?}");
-    let proofs = vec![
-        ContactProof::Email(Email::parse("mario@example.it").unwrap()),
-        ContactProof::Mobile(Mobile::parse("347 123 4567").unwrap()),
-    ];
-    let e = refused(&s, MARIO, || {
-        run(
-            &s,
-            MARIO,
-            &parent,
-            &Command::Reset {
-                proofs: proofs.clone(),
-            },
-            now,
-        )
-    });
     assert!(matches!(e, Error::Refused(Refusal::ParentOfAdult)), "{e:?}");
 }
 
@@ -1872,21 +1865,24 @@ fn inps_10_parent_power_ends_at_majority() {
     let _ = run(&s, &code, &parent, &enrol, now).unwrap();
     // The 18th birthday: 16 January 2026.
     let birthday = at(2026, 1, 16, 0);
-    let web_req = Command::WebRequest {
-        address: Check::Passed,
+    let at_branch = Command::BranchRequest {
+        identity_document: Check::Passed,
+        on_behalf: Some(Representation::Parent),
     };
-    let e = refused(&s, &code, || run(&s, &code, &parent, &web_req, birthday));
+    let e = refused(&s, &code, || {
+        run(&s, &code, &branch(), &at_branch, birthday)
+    });
     assert!(matches!(e, Error::Refused(Refusal::ParentOfAdult)), "{e:?}");
     // The day before, the parent could.
     let _ = run(
         &s,
         &code,
-        &parent,
-        &web_req,
+        &branch(),
+        &at_branch,
         birthday - Duration::seconds(1),
     )
     .unwrap();
-    assert_eq!(inbox(&s).len(), 2);
+    assert_eq!(inbox(&s).len(), 1);
 }
 
 #[test]
@@ -2617,7 +2613,7 @@ fn inps_14_reset_with_fewer_than_two_registered_contacts_is_impossible() {
 }
 
 #[test]
-fn inps_14_only_the_person_or_a_representative_resets() {
+fn inps_14_inps_15_only_the_person_resets() {
     let s = service();
     let now = t0();
     citizen_with_pin(&s, LAURA, now);
@@ -2635,8 +2631,14 @@ fn inps_14_only_the_person_or_a_representative_resets() {
             "{actor:?}: {e:?}"
         );
     }
+    // INPS-15: a representative asks at a branch, not by reset.
     let guardian = Actor::Representative(Representation::Guardian);
-    let _ = run(&s, LAURA, &guardian, &Command::Reset { proofs }, now).unwrap();
+    let cmd = Command::Reset {
+        proofs: proofs.clone(),
+    };
+    let e = refused(&s, LAURA, || run(&s, LAURA, &guardian, &cmd, now));
+    assert!(matches!(e, Error::Refused(Refusal::Actor { .. })), "{e:?}");
+    let _ = run(&s, LAURA, &Actor::Subject, &Command::Reset { proofs }, now).unwrap();
     assert_eq!(inbox(&s).len(), 2);
 }
 
@@ -2658,7 +2660,11 @@ fn unknown_and_existing_subjects() {
             now,
         )
     });
-    assert!(matches!(e, Error::UnknownSubject(_)), "{e:?}");
+    // Defect 9: an unauthenticated web request does not tell whether LAURA is on record.
+    assert!(
+        matches!(e, Error::Refused(Refusal::RequestNotPossible)),
+        "{e:?}"
+    );
     assert_eq!(
         access(&s, LAURA, CHOSEN, Level::Online, now),
         VerifyOutcome::NoPin

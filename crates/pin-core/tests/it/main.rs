@@ -10,6 +10,7 @@ mod both;
 mod driver;
 mod harness;
 mod inps;
+mod issuance;
 mod lockout_model;
 mod model;
 mod noipa;

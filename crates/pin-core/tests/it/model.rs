@@ -270,6 +270,8 @@ struct Person {
     failures: u32,
     blocked: bool,
     pending: bool,
+    /// rule: INPS-16 — once received a PIN through a verifying channel.
+    verified: bool,
     identified_at: Option<DateTime<Utc>>,
     resends: Vec<DateTime<Utc>>,
     /// Every whole PIN and every part ever delivered or revealed.
@@ -289,6 +291,7 @@ impl Person {
             failures: 0,
             blocked: false,
             pending: false,
+            verified: false,
             identified_at: None,
             resends: Vec::new(),
             secrets: Vec::new(),
@@ -316,10 +319,12 @@ impl Person {
         self.resends.push(now);
     }
 
-    /// The current PIN is in use, or dispositivo: a web request no longer replaces it.
+    /// rule: POL-7 — the current PIN is in use (used and not blocked), or dispositivo: no
+    /// web or contact-centre request or pre-assigned letter replaces it.
     fn in_use(&self) -> bool {
         self.cur.as_ref().is_some_and(|c| {
-            c.first_used_at.is_some() || c.changed_at.is_some() || c.level == Level::Dispositivo
+            ((c.first_used_at.is_some() || c.changed_at.is_some()) && !self.locked())
+                || c.level == Level::Dispositivo
         })
     }
 
@@ -774,6 +779,7 @@ impl World {
                 self.command(who, Actor::Subject, cmd, ok, |p, msgs, now| {
                     p.rate_count(now);
                     if address {
+                        p.verified = true;
                         // rule: INPS-6 — first half by SMS/e-mail, second half by post.
                         p.issued(
                             msgs,
@@ -791,7 +797,7 @@ impl World {
                 });
             }
             Op::ContactCentre { who, archives } => {
-                let ok = who == Who::Inps && !self.people[1].pending;
+                let ok = who == Who::Inps && !self.people[1].pending && !self.people[1].in_use();
                 let cmd = Command::ContactCentreRequest {
                     archives: if archives {
                         Check::Passed
@@ -806,6 +812,7 @@ impl World {
                     ok,
                     |p, msgs, now| {
                         if archives {
+                            p.verified = true;
                             // rule: INPS-7 — first half by phone and SMS, second by post.
                             assert_eq!(msgs.len(), 3);
                             p.issued(
@@ -825,7 +832,9 @@ impl World {
                 );
             }
             Op::Outbound { who, passed } => {
-                let ok = who == Who::Inps && self.people[1].pending;
+                let ok = who == Who::Inps
+                    && self.people[1].pending
+                    && !(passed && self.people[1].in_use());
                 let cmd = Command::OutboundVerification {
                     result: if passed { Check::Passed } else { Check::Failed },
                 };
@@ -836,6 +845,7 @@ impl World {
                     ok,
                     |p, msgs, now| {
                         if passed {
+                            p.verified = true;
                             p.issued(
                                 msgs,
                                 now,
@@ -870,6 +880,7 @@ impl World {
                     |p, msgs, now| {
                         // rule: INPS-5, INPS-2 — a sealed envelope with a dispositivo PIN.
                         p.identified_at = Some(now);
+                        p.verified = true;
                         p.issued(
                             msgs,
                             now,
@@ -883,7 +894,7 @@ impl World {
                 );
             }
             Op::PreAssign { who } => {
-                let ok = who == Who::Inps && !self.people[1].pending;
+                let ok = who == Who::Inps && !self.people[1].pending && !self.people[1].in_use();
                 self.command(
                     who,
                     Actor::System,
@@ -929,6 +940,7 @@ impl World {
                         // rule: INPS-8 — the second half follows by SMS or e-mail.
                         assert_eq!(msgs.len(), 1);
                         let p = self.person(who);
+                        p.verified = true;
                         // The activated PIN is the person's: a pending outbound
                         // verification of an earlier request is cleared.
                         p.issued(
@@ -1004,7 +1016,11 @@ impl World {
                     ),
                 ];
                 // rule: POL-4 — a reset sends a PIN without authenticating: rate-limited.
-                let ok = who == Who::Inps && good && self.people[1].rate_ok(now);
+                // rule: INPS-16 — only after a PIN from a verifying channel, nothing pending.
+                let p = &self.people[1];
+                let ok = who == Who::Inps && good && p.verified && !p.pending && p.rate_ok(now);
+                // rule: POL-7 — a reset keeps the level of a dispositivo PIN.
+                let level = p.cur.as_ref().map_or(Level::Online, |c| c.level);
                 self.command(
                     who,
                     Actor::Subject,
@@ -1019,7 +1035,7 @@ impl World {
                             msgs,
                             now,
                             Stage::MustChange,
-                            Level::Online,
+                            level,
                             PinFormat::InpsIssued16,
                             Counter::Fresh,
                             None,

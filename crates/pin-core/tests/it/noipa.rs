@@ -1,7 +1,9 @@
 //! NoiPA rules, one test (or a few) per rule, walking transitions with explicit times.
 
 use chrono::{DateTime, Duration, Utc};
-use pin_core::command::{Authenticated, Check, Command, Enrolment};
+use pin_core::command::{
+    Authenticated, CnsAuthenticated, CnsAuthority, CnsError, Command, Enrolment,
+};
 use pin_core::contact::{Contacts, Mobile};
 use pin_core::format::PinFormat;
 use pin_core::self_service::{Proof, SelfService, authorize};
@@ -289,9 +291,10 @@ fn noipa_2_earlier_enrolment_gets_pin_at_identification() {
 // ---------------------------------------------------------------------------
 // NOIPA-3
 
-// rule: NOIPA-3 — only the RID or an enrolment operator identifies; everyone else is refused.
+// rule: NOIPA-3, NOIPA-12 — after enrolment only the RID identifies (and gives new
+// contacts); an enrolment operator and everyone else are refused.
 #[test]
-fn noipa_3_only_rid_or_enrolment_operator_identifies() {
+fn noipa_12_after_enrolment_only_the_rid_identifies() {
     let s = service();
     let _ = enrol_employee(
         &s,
@@ -307,6 +310,7 @@ fn noipa_3_only_rid_or_enrolment_operator_identifies() {
         Actor::Subject,
         support(),
         Actor::System,
+        Actor::EnrolmentOperator("enrol-1".into()),
         Actor::BranchOperator("branch-1".into()),
         Actor::ContactCentre("cc-1".into()),
         Actor::Representative(Representation::Guardian),
@@ -338,20 +342,29 @@ fn noipa_3_only_rid_or_enrolment_operator_identifies() {
     assert!(matches!(r, Err(Error::Refused(Refusal::Delegate))), "{r:?}");
     assert_unchanged(&s, &b);
 
-    // The RID and the enrolment operators may.
-    let _ = identify(&s, MARIO, contacts.clone(), t0() + hours(2)).unwrap();
-    assert_eq!(inbox(&s).len(), 1);
-    let t3 = t0() + hours(3);
-    let _ = run(
+    // An enrolment operator may not replace the e-mail after enrolment (NOIPA-12).
+    let other = email_only("new.mailbox@example.it");
+    let r = run(
         &s,
         MARIO,
         &Actor::EnrolmentOperator("enrol-1".into()),
-        &Command::Identify { contacts },
-        t3,
-    )
-    .unwrap();
+        &Command::Identify {
+            contacts: other.clone(),
+        },
+        t0() + hours(1),
+    );
+    match &r {
+        Err(Error::Refused(Refusal::Actor { rule, .. })) => assert!(rule.starts_with("NOIPA-12")),
+        other => panic!("{other:?}"),
+    }
+    assert_unchanged(&s, &b);
+    // The RID may.
+    let t3 = t0() + hours(3);
+    let _ = identify(&s, MARIO, other.clone(), t3).unwrap();
     assert_eq!(inbox(&s).len(), 1);
     assert_eq!(subject(&s, MARIO).identified_at, Some(t3));
+    assert_eq!(subject(&s, MARIO).contacts, other);
+    let _ = contacts;
 }
 
 // rule: NOIPA-3 — enrolment of an employee is also an operator's act, not the person's.
@@ -1012,6 +1025,20 @@ fn noipa_9_pin_goes_to_contacts_on_record() {
 // ---------------------------------------------------------------------------
 // NOIPA-10
 
+/// The card middleware, played by the test: it answers with a fixed holder or error.
+struct Card(Result<pin_core::tax_code::TaxCode, CnsError>);
+
+impl CnsAuthority for Card {
+    fn authenticate(&self, _evidence: &[u8]) -> Result<pin_core::tax_code::TaxCode, CnsError> {
+        self.0.clone()
+    }
+}
+
+/// The proof of `code`'s card at `now`.
+fn card(code: &str, now: DateTime<Utc>) -> CnsAuthenticated {
+    CnsAuthenticated::check(&Card(Ok(tax(code))), b"card", now).unwrap()
+}
+
 fn enrol_cns(s: &Service, code: &str, now: DateTime<Utc>) -> Executed {
     let cmd = Command::Enrol(Enrolment {
         role: Role::Employee,
@@ -1035,15 +1062,29 @@ fn noipa_10_cns_holder_needs_no_pin() {
     assert_eq!(verify(&s, MARIO, "12345", t0()), VerifyOutcome::NoPin);
     for svc in ALL_SELF_SERVICES {
         assert_eq!(
-            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Passed), t0()),
+            authorize_at(&s, MARIO, svc, &Proof::Cns(&card(MARIO, t0())), t0()),
             Ok(()),
             "{svc:?}"
         );
+        // Another person's card, or a proof past its time, does not open them.
         assert_eq!(
-            authorize_at(&s, MARIO, svc, &Proof::Cns(Check::Failed), t0()),
-            Err(Refusal::CheckFailed("CNS"))
+            authorize_at(&s, MARIO, svc, &Proof::Cns(&card(GIUSEPPE, t0())), t0()),
+            Err(Refusal::StaleAuthentication)
+        );
+        assert_eq!(
+            authorize_at(
+                &s,
+                MARIO,
+                svc,
+                &Proof::Cns(&card(MARIO, t0())),
+                t0() + Duration::minutes(6)
+            ),
+            Err(Refusal::StaleAuthentication)
         );
     }
+    // rule: NOIPA-13 — a card the middleware does not authenticate gives no proof at all.
+    let refused = CnsAuthenticated::check(&Card(Err(CnsError("revoked".into()))), b"x", t0());
+    assert!(refused.is_err());
 
     // Someone without a CNS on record cannot use a card.
     let _ = enrol_employee(
@@ -1058,7 +1099,7 @@ fn noipa_10_cns_holder_needs_no_pin() {
         &s,
         GIUSEPPE,
         SelfService::SmallLoan,
-        &Proof::Cns(Check::Passed),
+        &Proof::Cns(&card(GIUSEPPE, t0())),
         t0(),
     );
     assert!(matches!(r, Err(Refusal::Stage { .. })), "{r:?}");
@@ -1098,7 +1139,7 @@ fn noipa_11_self_services_need_a_current_pin_proof() {
             &s,
             MARIO,
             SelfService::SmallLoan,
-            &Proof::Cns(Check::Passed),
+            &Proof::Cns(&card(MARIO, t1)),
             t1
         )
         .is_err()
@@ -1195,7 +1236,7 @@ fn noipa_11_not_for_inps_subjects() {
         &s,
         LAURA,
         SelfService::SmallLoan,
-        &Proof::Cns(Check::Passed),
+        &Proof::Cns(&card(LAURA, t0())),
         t0(),
     );
     assert!(matches!(r, Err(Refusal::NotForProfile { .. })), "{r:?}");

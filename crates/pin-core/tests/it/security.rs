@@ -741,6 +741,19 @@ fn pol_4_unauthenticated_resets_are_rate_limited() {
         full_contacts("mario@example.it"),
         t0(),
     );
+    // INPS-16: reset is for a person who once received a PIN through a verifying channel.
+    let _ = s
+        .execute(
+            &tax(MARIO),
+            &Actor::BranchOperator("b1".into()),
+            &Command::BranchRequest {
+                identity_document: Check::Passed,
+                on_behalf: None,
+            },
+            t0(),
+        )
+        .unwrap();
+    let _ = inbox(&s);
     for k in 0..5 {
         let _ = reset(&s, MARIO, t0() + Duration::minutes(k)).unwrap();
     }
@@ -834,7 +847,7 @@ fn inps_6_web_request_cannot_replace_an_in_use_dispositivo_pin() {
     for k in 0..3 {
         let r = web(&s, MARIO, t0() + Duration::seconds(k));
         assert!(
-            matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+            matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
             "{r:?}"
         );
     }
@@ -848,7 +861,7 @@ fn inps_6_web_request_cannot_replace_an_in_use_dispositivo_pin() {
     assert!(matches!(out, ChangeOutcome::Changed { .. }));
     let r = web(&s, MARIO, t0() + Duration::hours(1));
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(accepted_dispositivo(&s, MARIO, CHOSEN));
@@ -881,7 +894,7 @@ fn inps_5_web_request_cannot_replace_an_unused_envelope_pin() {
     let before = subject(&s, MARIO);
     let r = web(&s, MARIO, t0() + Duration::minutes(5));
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(inbox(&s).is_empty());
@@ -919,7 +932,7 @@ fn inps_6_web_request_cannot_replace_an_imported_pin() {
     let _ = s.import(vec![(tax(MARIO), imported(hash))], t0()).unwrap();
     let r = web(&s, MARIO, t0());
     assert!(
-        matches!(r, Err(Error::Refused(Refusal::Stage { .. }))),
+        matches!(r, Err(Error::Refused(Refusal::RequestNotPossible))),
         "{r:?}"
     );
     assert!(inbox(&s).is_empty());
@@ -1578,4 +1591,38 @@ fn pol_5_locked_answer_is_final_when_a_success_settles_in_between() {
     ));
     let a = s.store().load(&tax(MARIO)).unwrap().unwrap().attempts;
     assert_eq!((a.failures, a.blocked), (0, false));
+}
+
+// rule: POL-6, INPS-12, POL-1 — the verify that blocks the PIN tells the person, once, on the
+// contacts on record, with no secret; later Locked answers send nothing more.
+#[test]
+fn pol_6_the_lock_is_notified_once_without_a_secret() {
+    let s = service();
+    let pin16 = inps_web_pin(&s, MARIO, t0());
+    let _ = s.notifier().take_notices();
+    let bad = "AB3CD4EF5GH6JK7L";
+    assert_ne!(bad, pin16);
+    for _ in 0..9 {
+        assert!(matches!(
+            verify(&s, MARIO, bad, t0()),
+            VerifyOutcome::Rejected { .. }
+        ));
+    }
+    assert!(
+        s.notifier().take_notices().is_empty(),
+        "no notice before the lock"
+    );
+    assert_eq!(verify(&s, MARIO, bad, t0()), VerifyOutcome::Locked);
+    let notices = s.notifier().take_notices();
+    assert!(!notices.is_empty(), "the lock is notified");
+    for n in &notices {
+        assert_eq!(n.kind, pin_core::command::NoticeKind::Locked);
+        let shown = format!("{n:?}");
+        assert!(
+            !shown.contains(&pin16) && !shown.contains(&pin16[..8]),
+            "{shown}"
+        );
+    }
+    assert_eq!(verify(&s, MARIO, &pin16, t0()), VerifyOutcome::Locked);
+    assert!(s.notifier().take_notices().is_empty(), "notified once");
 }
