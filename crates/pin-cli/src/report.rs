@@ -399,13 +399,15 @@ pub(crate) fn outcome_text(outcome: &VerifyOutcome) -> String {
         VerifyOutcome::MustChange => {
             "must_change: the PIN is right but must be changed first (pin change)".to_owned()
         }
-        VerifyOutcome::Expired { reason } => format!(
-            "expired: the PIN is right but {}",
-            match snake(reason).as_str() {
-                "rotation" => "the periodic change is due (pin change)",
-                _ => "it was never used in time; ask for a new one",
+        VerifyOutcome::Expired { reason } => match snake(reason).as_str() {
+            "rotation" => {
+                "expired: the PIN is right but the periodic change is due (pin change)".to_owned()
             }
-        ),
+            // The input was not compared: say nothing about it (no oracle for the PIN).
+            _ => "expired: this PIN was never used in time and can no longer be used (the PIN \
+                  given was not checked); ask for a new one"
+                .to_owned(),
+        },
         VerifyOutcome::InsufficientLevel { have, need } => format!(
             "insufficient_level: the PIN is right but of level {}; this service needs {} (pin convert)",
             level_name(*have),

@@ -365,3 +365,55 @@ fn unused_inps_pin_expires_after_its_channel_validity() {
         }
     );
 }
+
+// rule: INPS-3, BOTH-2 — an issued PIN never used in time answers the same for a right and a
+// wrong input, counts nothing, and its audit says the input was not compared: the answer is
+// no oracle for the PIN (issue 11, defect 8).
+#[test]
+fn expired_unused_pin_answers_the_same_for_any_input() {
+    let s = service();
+    let _ = enrol_inps(
+        &s,
+        LAURA,
+        Role::Citizen,
+        full_contacts("laura@example.it"),
+        t0(),
+    );
+    let _ = s
+        .execute(
+            &tax(LAURA),
+            &Actor::Subject,
+            &Command::WebRequest {
+                address: Check::Passed,
+            },
+            t0(),
+        )
+        .unwrap();
+    let pin = assemble(&inbox(&s));
+    let late = t0() + chrono::Duration::days(91);
+    let expired = VerifyOutcome::Expired {
+        reason: pin_core::verify::ExpiryReason::UnusedInitial,
+    };
+    let wrong: String = pin
+        .chars()
+        .map(|c| if c == 'A' { 'B' } else { 'A' })
+        .collect();
+    assert_eq!(verify(&s, LAURA, &pin, late), expired);
+    assert_eq!(verify(&s, LAURA, &wrong, late), expired);
+    assert_eq!(verify(&s, LAURA, "K7QM2ZXA", late), expired);
+    let st = s.status(&tax(LAURA), late).unwrap();
+    assert_eq!(st.attempts.failures, 0, "nothing was compared or counted");
+    let outcomes: Vec<String> = s
+        .store()
+        .audit_log(Some(&tax(LAURA)))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "verify")
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["expired_unused"; 3],
+        "the same audit for any input"
+    );
+}
