@@ -429,6 +429,25 @@ impl Store for SqliteStore {
         })
     }
 
+    fn create_streamed(
+        &self,
+        batch: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        // One IMMEDIATE transaction, one subject at a time: SQLite spills the pages of
+        // a large transaction to the WAL, so memory stays that of one row and the page
+        // cache. Any error returns before the commit: the transaction rolls back.
+        self.write(|tx| {
+            let mut n = 0u64;
+            for item in batch {
+                let (subject, audit) = item?;
+                let row = SubjectRowV1::from_subject(&subject, ENGINE)?;
+                insert_subject(tx, &row, &audit)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
     fn save(
         &self,
         subject: &Subject,
