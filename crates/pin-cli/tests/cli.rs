@@ -1822,3 +1822,158 @@ fn key_file_option_and_outbox_option() {
         out.stderr
     );
 }
+
+/// Runs `pin args` with the live policy's real Argon2id cost (m = 19 MiB) and the address
+/// space limited to `kib` KiB (`ulimit -v`).
+#[cfg(target_os = "linux")]
+fn run_limited(env: &Env, kib: u32, args: &[&str], stdin: &str) -> Out {
+    let base = env.command(&[]);
+    let mut c = Command::new("sh");
+    c.args(["-c", "ulimit -v \"$0\" && exec \"$@\""])
+        .arg(kib.to_string())
+        .arg(BIN)
+        .args(args)
+        .current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env_remove("PIN_INSECURE_FAST_HASH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    to_out(&child.wait_with_output().unwrap())
+}
+
+// `pin status` and the other commands that verify no PIN compute no Argon2id. Shown without
+// a clock: under an address-space limit too small for one Argon2id at the live cost
+// (19 MiB), a verify fails with Argon2's "out of memory" while status, audit and policy
+// still work. Before the fix every command hashed once at start, so no such limit existed.
+#[cfg(target_os = "linux")]
+#[test]
+fn status_and_other_non_verify_commands_compute_no_hash() {
+    let env = Env::initialised();
+    // A real-cost hash (no PIN_INSECURE_FAST_HASH), imported.
+    let mut hash = env.command(&["hash", "--format", "inps-in-use8"]);
+    hash.env_remove("PIN_INSECURE_FAST_HASH");
+    let mut child = hash.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"K7QM2ZXA\n")
+        .unwrap();
+    let out = to_out(&child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let phc: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let phc = phc["phc"].as_str().unwrap().to_owned();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    env.ok(&["import", "-"], &import_line(LUCA, &phc));
+    // The lowest limit (in 4 MiB steps) at which a verify fails for want of memory and
+    // status does not: there must be one.
+    let window = (12..=40).step_by(4).map(|mib| mib * 1024).find(|&kib| {
+        let verify = run_limited(&env, kib, &["verify", LUCA], "K7QM2ZXA\n");
+        let hash_oom = verify.code != 0 && verify.stderr.contains("out of memory");
+        hash_oom && run_limited(&env, kib, &["status", LUCA], "").code == 0
+    });
+    let Some(kib) = window else {
+        panic!("no address-space limit lets status run but not one Argon2id");
+    };
+    for args in [
+        &["status", LUCA][..],
+        &["audit", "show"],
+        &["audit", "verify"],
+        &["policy"],
+        &["outbox"],
+    ] {
+        let out = run_limited(&env, kib, args, "");
+        assert_eq!(out.code, 0, "{args:?} under {kib} KiB: {}", out.stderr);
+    }
+    // Without the limit the same verify succeeds: the limit, not the PIN, failed it.
+    let out = run_limited(&env, 1 << 20, &["verify", LUCA], "K7QM2ZXA\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// `pin import` of `text` from a file, expecting failure `code` naming `needle`, with the
+/// database unchanged.
+fn import_fails(env: &Env, text: &[u8], code: i32, needle: &str) {
+    std::fs::write(env.path("bad.jsonl"), text).unwrap();
+    env.fails_unchanged(&["import", "bad.jsonl"], "", code, needle);
+}
+
+// rule: INPS-4, INPS-11 — an import checks every line (dates, salts, duplicates, line
+// length) and imports nothing when one fails, naming the line.
+#[test]
+fn import_streams_and_refuses_bad_lines_naming_them() {
+    let env = Env::initialised();
+    let good = |tax: &str| import_line(tax, FAKE_PHC);
+    // An endless line: refused after 64 KiB, not read to the end.
+    #[cfg(target_os = "linux")]
+    env.fails_unchanged(
+        &["import", "/dev/zero"],
+        "",
+        2,
+        "import line 1: longer than 65536 bytes",
+    );
+    let long = format!("{}{}", good(LUCA), "x".repeat(70_000));
+    import_fails(
+        &env,
+        long.as_bytes(),
+        2,
+        "import line 2: longer than 65536 bytes",
+    );
+    // Dates: in year 9999, issued in the future, changed before issued.
+    let far = good(LUCA).replace("2024-12-01T00:00:00Z", "9999-12-31T00:00:00Z");
+    let future = good(LUCA)
+        .replace("2024-06-01T00:00:00Z", "2025-01-16T00:00:00Z")
+        .replace(",\"changed_at\":\"2024-12-01T00:00:00Z\"", "");
+    let before = good(LUCA).replace("2024-12-01T00:00:00Z", "2024-05-31T23:59:59Z");
+    for (line, needle) in [
+        (far, "changed_at is in the future"),
+        (future, "issued_at is in the future"),
+        (before, "changed_at is before issued_at"),
+    ] {
+        let text = format!("{}\n{line}", good(GIULIA));
+        import_fails(&env, text.as_bytes(), 2, "import line 3: ");
+        import_fails(&env, text.as_bytes(), 2, needle);
+    }
+    // An 8-byte salt (Argon2 accepts it; our hashes have 16).
+    let short_salt = good(LUCA).replace("c2FsdHNhbHRzYWx0c2FsdA", "c2FsdHNhbHQ");
+    let text = format!("{}{short_salt}", good(GIULIA));
+    import_fails(&env, text.as_bytes(), 2, "import line 2: ");
+    import_fails(&env, text.as_bytes(), 2, "salt is not 16 bytes");
+    // Twice in the file (the store sees the second inside the transaction).
+    let text = format!("{}{}{}", good(LUCA), good(GIULIA), good(LUCA));
+    import_fails(
+        &env,
+        text.as_bytes(),
+        5,
+        &format!("import line 3: {LUCA} appears twice"),
+    );
+    // Not JSON on line 3 after two good lines: nothing of the first two is kept.
+    let text = format!("{}{}{{not json\n", good(LUCA), good(GIULIA));
+    import_fails(&env, text.as_bytes(), 2, "import line 3");
+    // CRLF line ends and blank lines are fine; the count and the lines read are reported.
+    let text = format!("{}\r\n\n{}", good(LUCA).trim_end(), good(GIULIA));
+    std::fs::write(env.path("ok.jsonl"), text).unwrap();
+    let v = env.json(&["import", "ok.jsonl"], "", 0);
+    assert_eq!(
+        (v["imported"].as_u64(), v["lines"].as_u64()),
+        (Some(2), Some(3))
+    );
+    // Already on record, named by line.
+    import_fails(
+        &env,
+        good(GIULIA).as_bytes(),
+        5,
+        &format!("import line 1: {GIULIA} is already on record"),
+    );
+    // Only the system imports, and it is checked before the file is read.
+    env.fails_unchanged(&["import", "/dev/zero", "--as", "rid:R1"], "", 5, "may not");
+    // An empty file holds no subject.
+    import_fails(&env, b"\n\n", 2, "holds no subject");
+}
