@@ -383,8 +383,11 @@ One JSON object per line:
    \"issued_at\":\"2024-01-01T00:00:00Z\",\"changed_at\":\"2024-02-01T00:00:00Z\"}
 
 format: noipa_digits5 | inps_issued16 | inps_in_use8; stage: active | must_change.
-Hashes must be made with this database's key (see `pin hash`). Every line is checked before
-any subject is imported: one bad line imports nothing.")]
+Hashes must be made with this database's key (see `pin hash`), with a 16-byte salt; dates may
+not be in the future, nor changed_at before issued_at. The file is read one line at a time
+into one transaction: memory stays bounded whatever its size, and one bad line (or a line
+longer than 64 KiB) imports nothing; the error names the line. On a terminal a progress bar
+shows the rate and the time left.")]
     Import {
         /// The JSON-lines file, or `-` for standard input.
         file: PathBuf,
