@@ -565,32 +565,95 @@ pub(crate) fn import<S: Store>(
     ))
 }
 
-/// `pin hash`: PINs from stdin, hashes out — to prepare import files.
+/// `pin hash`: PINs from stdin, hashes out — to prepare import files. Every PIN is read
+/// and checked first (a bad one hashes nothing); then they are hashed on all cores, each
+/// worker with its own OS-seeded generator, and printed in input order.
 pub(crate) fn hash(ctx: &Ctx, format: PinFormat) -> Result<Done, Failure> {
     let policy = app::policy()?;
     let hasher = app::hasher(ctx, &policy)?;
-    let mut rng = app::os_rng()?;
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Err(Failure::input(
             "pipe the PINs to hash on standard input, one per line",
         ));
     }
-    let mut hashes = Vec::new();
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = zeroize::Zeroizing::new(
-            line.map_err(|e| Failure::input(format!("cannot read standard input: {e}")))?,
-        );
+    let mut pins = Vec::new();
+    let mut reader = stdin.lock();
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(1024));
+    let mut n = 0usize;
+    loop {
+        match read_line_bounded(&mut reader, &mut buf) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(LineError::TooLong) => {
+                return Err(Failure::input(format!(
+                    "line {}: longer than {MAX_IMPORT_LINE} bytes; pipe one PIN per line",
+                    n + 1
+                )));
+            }
+            Err(LineError::Io(e)) => {
+                return Err(Failure::input(format!("cannot read standard input: {e}")));
+            }
+        }
+        n += 1;
+        let line = std::str::from_utf8(&buf)
+            .map_err(|_| Failure::input(format!("line {n}: PIN: not UTF-8 text")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let pin = format::parse_input(format, &line)
-            .map_err(|e| Failure::input(format!("line {}: PIN: {e}", i + 1)))?;
-        let h = hasher
-            .hash(&pin, &mut rng)
-            .map_err(|e| Failure::internal(e.to_string()))?;
-        hashes.push(h);
+        let pin = format::parse_input(format, line)
+            .map_err(|e| Failure::input(format!("line {n}: PIN: {e}")))?;
+        pins.push(pin);
     }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, pins.len().max(1));
+    let rngs = (0..workers)
+        .map(|_| app::os_rng())
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let bar = progress_bar(ctx, Some(pins.len() as u64), "hashing");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<PinHash, pin_core::hash::HashError>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = rngs
+                .into_iter()
+                .map(|mut rng| {
+                    let (pins, hasher, next, bar) = (&pins, &hasher, &next, &bar);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(pin) = pins.get(i) else {
+                                return out;
+                            };
+                            out.push((i, hasher.hash(pin, &mut rng)));
+                            bar.inc(1);
+                            let secs = bar.elapsed().as_secs_f64();
+                            if secs > 0.0 {
+                                bar.set_message(format!(
+                                    "{} hashed, {:.1}/s",
+                                    bar.position(),
+                                    bar.position() as f64 / secs
+                                ));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+    bar.finish_and_clear();
+    if done.len() != pins.len() {
+        return Err(Failure::internal("a hashing worker stopped unexpectedly"));
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let hashes = done
+        .into_iter()
+        .map(|(_, h)| h.map_err(|e| Failure::internal(e.to_string())))
+        .collect::<Result<Vec<_>, Failure>>()?;
     let text: String = hashes
         .iter()
         .map(|h| format!("{}\n", serde_json::to_string(h).unwrap_or_default()))

@@ -1977,3 +1977,37 @@ fn import_streams_and_refuses_bad_lines_naming_them() {
     // An empty file holds no subject.
     import_fails(&env, b"\n\n", 2, "holds no subject");
 }
+
+// `pin hash` hashes on all cores but prints the hashes in input order: each one verifies
+// its own PIN once imported, and no other.
+#[test]
+fn hash_in_parallel_keeps_the_input_order() {
+    let env = Env::initialised();
+    let subjects = [MARIO, ANNA, LUCA, GIULIA, PAOLO, STEFANO, GIORGIO];
+    let pins = [
+        "K7QM2ZXA", "P4TR8WNE", "B2CD3FGH", "Z9YX8WVU", "M3NB4VCX", "Q7WE2RTY", "L5KJ6HGF",
+    ];
+    let input: String = pins.iter().map(|p| format!("{p}\n\n")).collect();
+    let v = env.json(&["hash", "--format", "inps-in-use8"], &input, 0);
+    let hashes = v["hashes"].as_array().unwrap();
+    assert_eq!(hashes.len(), pins.len());
+    let file: String = subjects
+        .iter()
+        .zip(hashes)
+        .map(|(t, h)| import_line(t, h["phc"].as_str().unwrap()))
+        .collect();
+    let v = env.json(&["import", "-"], &file, 0);
+    assert_eq!(v["imported"].as_u64(), Some(7));
+    for (i, (tax, pin)) in subjects.iter().zip(pins).enumerate() {
+        env.json(&["verify", tax], &format!("{pin}\n"), 0);
+        let other = pins[(i + 1) % pins.len()];
+        env.json(&["verify", tax], &format!("{other}\n"), 3);
+    }
+    // A bad PIN anywhere hashes nothing and names its line.
+    env.fails_unchanged(
+        &["hash", "--format", "inps-in-use8"],
+        "K7QM2ZXA\nP4TR8WN\n",
+        2,
+        "line 2",
+    );
+}
