@@ -621,12 +621,13 @@ pub(crate) fn hash(ctx: &Ctx, format: PinFormat) -> Result<Done, Failure> {
                     let (pins, hasher, next, bar) = (&pins, &hasher, &next, &bar);
                     scope.spawn(move || {
                         let mut out = Vec::new();
+                        let mut memory = pin_core::hash::HashMemory::default();
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(pin) = pins.get(i) else {
                                 return out;
                             };
-                            out.push((i, hasher.hash(pin, &mut rng)));
+                            out.push((i, hasher.hash_reusing(pin, &mut rng, &mut memory)));
                             bar.inc(1);
                             let secs = bar.elapsed().as_secs_f64();
                             if secs > 0.0 {

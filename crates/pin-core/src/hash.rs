@@ -345,6 +345,24 @@ struct Stored {
     hash: Output,
 }
 
+/// Argon2 working memory reused from one hash to the next on one thread
+/// ([`Hasher::hash_reusing`]), wiped after each hash. Bulk hashing on worker threads
+/// allocates it once per worker instead of once per hash (19 MiB each at the recommended
+/// cost): fresh allocations of that size on threads other than the main one make the
+/// allocator keep hundreds of MiB.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<argon2::Block>,
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("kib", &self.blocks.len())
+            .finish()
+    }
+}
+
 /// Hashes and verifies PINs with Argon2id and the keyring's pepper.
 pub struct Hasher {
     live: HashParams,
@@ -464,9 +482,39 @@ impl Hasher {
         self.hash_with_salt(pin.expose_secret().as_bytes(), &salt)
     }
 
+    /// As [`Hasher::hash`], with Argon2's working memory taken from `memory` (allocated on
+    /// first use, reused after, wiped after each hash) instead of allocated for this hash.
+    /// Counted in [`Hasher::evaluations`] like [`Hasher::hash`].
+    ///
+    /// # Errors
+    /// As [`Hasher::hash`]; [`HashError::Argon2`] when the memory cannot be allocated.
+    pub fn hash_reusing<R: CryptoRng + ?Sized>(
+        &self,
+        pin: &Pin,
+        rng: &mut R,
+        memory: &mut HashMemory,
+    ) -> Result<PinHash, HashError> {
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        let _ = self.evaluations.fetch_add(1, Ordering::Relaxed);
+        let out = compute_in(
+            &self.keys.current,
+            self.live,
+            pin.expose_secret().as_bytes(),
+            &salt,
+            memory,
+        )?;
+        self.encode(&salt, &out)
+    }
+
     /// The deterministic primitive behind [`Hasher::hash`]: live parameters, current key.
     fn hash_with_salt(&self, password: &[u8], salt: &[u8]) -> Result<PinHash, HashError> {
         let out = self.compute(&self.keys.current, self.live, password, salt)?;
+        self.encode(salt, &out)
+    }
+
+    /// The PHC string of an output made with the live parameters and the current key.
+    fn encode(&self, salt: &[u8], out: &[u8; OUTPUT_LEN]) -> Result<PinHash, HashError> {
         let mut params = ParamsString::new();
         for (name, value) in [
             ("m", self.live.m_kib),
@@ -674,6 +722,46 @@ fn compute(
     argon2
         .hash_password_into(password, salt, out.as_mut_slice())
         .map_err(HashError::argon2)?;
+    Ok(out)
+}
+
+/// [`compute`] in `memory`, which is sized on first use and wiped afterwards.
+fn compute_in(
+    pepper: &Pepper,
+    params: HashParams,
+    password: &[u8],
+    salt: &[u8],
+    memory: &mut HashMemory,
+) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
+    use zeroize::Zeroize as _;
+    let params = params.to_argon2()?;
+    let blocks = params.block_count();
+    if memory.blocks.len() != blocks {
+        memory.blocks = Vec::new();
+        memory
+            .blocks
+            .try_reserve_exact(blocks)
+            .map_err(|_| HashError::argon2(argon2::Error::OutOfMemory))?;
+        memory.blocks.resize(blocks, argon2::Block::default());
+    }
+    let argon2 = Argon2::new_with_secret(
+        pepper.expose_secret(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+    )
+    .map_err(HashError::argon2)?;
+    let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+    let done = argon2.hash_password_into_with_memory(
+        password,
+        salt,
+        out.as_mut_slice(),
+        memory.blocks.as_mut_slice(),
+    );
+    for block in &mut memory.blocks {
+        block.zeroize();
+    }
+    done.map_err(HashError::argon2)?;
     Ok(out)
 }
 
@@ -1353,6 +1441,51 @@ mod tests {
         assert!(h.verify(&pin(PIN), &garbage).is_err());
         assert_eq!(h.evaluations(), 5, "refused stored hashes cost nothing");
         assert!(format!("{h:?}").contains("evaluations: 5"), "{h:?}");
+    }
+
+    #[test]
+    fn hash_reusing_makes_the_same_hash_and_wipes_its_memory() {
+        let h = hasher();
+        let mut memory = HashMemory::default();
+        for seed in 0..3 {
+            let reused = h
+                .hash_reusing(
+                    &pin(PIN),
+                    &mut ChaCha20Rng::seed_from_u64(seed),
+                    &mut memory,
+                )
+                .unwrap();
+            let fresh = h
+                .hash(&pin(PIN), &mut ChaCha20Rng::seed_from_u64(seed))
+                .unwrap();
+            assert_eq!(reused, fresh);
+            assert_eq!(memory.blocks.len(), 64, "m = 64 KiB: 64 blocks, kept");
+            let zero = format!("{:?}", argon2::Block::default());
+            assert!(
+                memory.blocks.iter().all(|b| format!("{b:?}") == zero),
+                "wiped after the hash"
+            );
+        }
+        assert_eq!(h.evaluations(), 6);
+        // Other parameters: the memory is resized, the hash still right.
+        let live = HashParams {
+            m_kib: 256,
+            t_cost: 2,
+            p_cost: 2,
+        };
+        let stronger = hasher_with(live, Keyring::new(pepper(1, KEY_1)));
+        let reused = stronger
+            .hash_reusing(&pin(PIN), &mut rng(), &mut memory)
+            .unwrap();
+        assert_eq!(memory.blocks.len(), 256);
+        assert_eq!(reused, stronger.hash(&pin(PIN), &mut rng()).unwrap());
+        assert_eq!(
+            stronger.verify(&pin(PIN), &reused).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(format!("{memory:?}"), "HashMemory { kib: 256 }");
     }
 
     #[test]

@@ -1615,7 +1615,8 @@ fn inps_11_import_refuses_impossible_dates() {
     let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
         .unwrap()
         .with_timezone(&Utc);
-    let cases: [(&str, Box<dyn FnOnce(&mut Imported)>); 4] = [
+    type Change = Box<dyn FnOnce(&mut Imported)>;
+    let cases: [(&str, Change); 4] = [
         (
             "changed_at is in the future",
             Box::new(move |i| i.changed_at = Some(far)),
