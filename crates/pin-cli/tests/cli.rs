@@ -2011,3 +2011,75 @@ fn hash_in_parallel_keeps_the_input_order() {
         "line 2",
     );
 }
+
+/// A valid synthetic tax code for `i` (the check character computed), for big files.
+fn synthetic_tax_code(i: usize) -> String {
+    const ODD: [u32; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let mut letters = [b'A'; 6];
+    let mut n = i;
+    for l in letters.iter_mut().rev() {
+        *l = b'A' + (n % 26) as u8;
+        n /= 26;
+    }
+    let mut s = String::from_utf8(letters.to_vec()).unwrap();
+    s.push_str("80A01H501");
+    let sum: u32 = s
+        .chars()
+        .enumerate()
+        .map(|(pos, c)| {
+            let v = c.to_digit(10).unwrap_or_else(|| c as u32 - 'A' as u32);
+            if pos % 2 == 0 { ODD[v as usize] } else { v }
+        })
+        .sum();
+    s.push(char::from(b'A' + (sum % 26) as u8));
+    s
+}
+
+// The progress bar of `pin import` is drawn on a terminal (here the pseudo-terminal of
+// `script`), with the share done and the time left; without a terminal nothing but the
+// result is printed.
+#[cfg(target_os = "linux")]
+#[test]
+fn import_shows_progress_on_a_terminal_only() {
+    let env = Env::initialised();
+    let file: String = (0..3000)
+        .map(|i| import_line(&synthetic_tax_code(i), FAKE_PHC))
+        .collect();
+    std::fs::write(env.path("many.jsonl"), &file).unwrap();
+    std::fs::write(env.path("few.jsonl"), import_line(MARIO, FAKE_PHC)).unwrap();
+    // No terminal: one result line, no progress.
+    let out = env.ok(&["import", "few.jsonl"], "");
+    assert_eq!(out.stdout, "Imported 1 subject(s).\n");
+    assert!(
+        out.stderr.lines().all(|l| l.starts_with("pin: warning:")),
+        "{:?}",
+        out.stderr
+    );
+    // A terminal: the bar.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let base = env.command(&[]);
+    let line = format!("{BIN} import {}", env.path("many.jsonl").display());
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script.stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Imported 3000 subject(s)."), "{text}");
+    for part in ["importing", "%", "ETA"] {
+        assert!(text.contains(part), "{part:?} not in {text:?}");
+    }
+}
