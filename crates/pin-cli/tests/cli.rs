@@ -2043,6 +2043,7 @@ fn synthetic_tax_code(i: usize) -> String {
 // result is printed.
 #[cfg(target_os = "linux")]
 #[test]
+#[allow(clippy::print_stderr, reason = "says why the terminal half is skipped")]
 fn import_shows_progress_on_a_terminal_only() {
     let env = Env::initialised();
     let file: String = (0..3000)
