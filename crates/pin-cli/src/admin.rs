@@ -459,8 +459,9 @@ pub(crate) fn progress_bar(ctx: &Ctx, total: Option<u64>, what: &str) -> indicat
     bar
 }
 
-/// `pin import`: streams the file, one line at a time, into one transaction: memory stays
-/// bounded whatever the file's size, and one bad line imports nothing.
+/// `pin import`: streams the file, one line at a time, into one transaction: on SQLite
+/// memory stays bounded whatever the file's size (PostgreSQL's store still collects the
+/// decided subjects first), and one bad line imports nothing.
 pub(crate) fn import<S: Store>(
     ctx: &Ctx,
     svc: &Service<S>,
