@@ -1,8 +1,7 @@
 //! Set-up and inspection: init, policy, outbox, audit, import, hash.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Write as _};
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -283,156 +282,380 @@ struct ImportLine {
     changed_at: Option<DateTime<Utc>>,
 }
 
-/// `pin import`: every line is checked before anything is written.
+/// Longest line `pin import` reads. A subject's line is about 500 bytes; a longer one is
+/// not an import line (`/dev/zero`, a binary file), and reading it whole would hold it in
+/// memory.
+pub(crate) const MAX_IMPORT_LINE: usize = 64 * 1024;
+
+/// Why a line could not be read.
+enum LineError {
+    TooLong,
+    Io(std::io::Error),
+}
+
+/// Reads the next line into `buf` (cleared first; without its `\n` or `\r\n`), never
+/// holding more than [`MAX_IMPORT_LINE`] bytes. `Ok(false)` at the end of the input.
+fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<bool, LineError> {
+    buf.clear();
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LineError::Io(e)),
+        };
+        if chunk.is_empty() {
+            return Ok(!buf.is_empty());
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let take = newline.unwrap_or(chunk.len());
+        if buf.len() + take > MAX_IMPORT_LINE {
+            return Err(LineError::TooLong);
+        }
+        buf.extend_from_slice(chunk.get(..take).unwrap_or_default());
+        r.consume(take + usize::from(newline.is_some()));
+        if newline.is_some() {
+            if buf.last() == Some(&b'\r') {
+                let _ = buf.pop();
+            }
+            return Ok(true);
+        }
+    }
+}
+
+/// The lines of an import file as records, one at a time, for
+/// [`pin_core::service::PinService::import_streamed`]. A line that cannot be read or
+/// parsed stops the import: its [`Failure`] is kept here (the service sees only that the
+/// stream stopped).
+struct ImportLines<'a> {
+    reader: Box<dyn BufRead + 'a>,
+    buf: Vec<u8>,
+    /// Number of the last line read (1-based).
+    line: usize,
+    /// Bytes read so far, for the progress bar.
+    bytes: u64,
+    /// Records handed out so far.
+    records: u64,
+    /// The line number and tax code of the last record handed out: the one the service
+    /// or the store refused, when they refuse one.
+    last: Option<(usize, TaxCode)>,
+    failure: Option<Failure>,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl ImportLines<'_> {
+    fn stop(&mut self, failure: Failure) -> pin_core::Error {
+        self.failure = Some(failure);
+        pin_core::InputError::Import("a line of the import file is not valid").into()
+    }
+
+    fn show_progress(&self) {
+        self.bar.set_position(self.bytes);
+        let secs = self.bar.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            format!(", {:.0}/s", self.records as f64 / secs)
+        } else {
+            String::new()
+        };
+        self.bar
+            .set_message(format!("{} subjects{rate}", self.records));
+    }
+}
+
+impl Iterator for ImportLines<'_> {
+    type Item = Result<(TaxCode, Imported), pin_core::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match read_line_bounded(&mut *self.reader, &mut self.buf) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(LineError::TooLong) => {
+                    let n = self.line + 1;
+                    let f = Failure::input(format!(
+                        "import line {n}: longer than {MAX_IMPORT_LINE} bytes; an import line holds one subject as JSON (about 500 bytes): is this an import file?"
+                    ));
+                    return Some(Err(self.stop(f)));
+                }
+                Err(LineError::Io(e)) => {
+                    let f = Failure::input(format!(
+                        "cannot read the import file after line {}: {e}",
+                        self.line
+                    ));
+                    return Some(Err(self.stop(f)));
+                }
+            }
+            self.line += 1;
+            self.bytes += self.buf.len() as u64 + 1;
+            if self.line.is_multiple_of(1024) {
+                self.show_progress();
+            }
+            if self.buf.trim_ascii().is_empty() {
+                continue;
+            }
+            return Some(match parse_import_line(self.line, &self.buf) {
+                Ok((tax, imported)) => {
+                    self.records += 1;
+                    self.last = Some((self.line, tax.clone()));
+                    Ok((tax, imported))
+                }
+                Err(f) => Err(self.stop(f)),
+            });
+        }
+    }
+}
+
+/// One line of an import file, parsed, with the checks only the CLI can make (the key of
+/// this database); pin-core checks the rest.
+fn parse_import_line(n: usize, line: &[u8]) -> Result<(TaxCode, Imported), Failure> {
+    let row: ImportLine = serde_json::from_slice(line)
+        .map_err(|e| Failure::input(format!("import line {n}: {}", one_line(&e.to_string()))))?;
+    if row.hash.key_id != key::KEY_ID {
+        return Err(Failure::input(format!(
+            "import line {n}: the hash was made with key id {}, this database's key has id {}; make it with `pin hash`",
+            row.hash.key_id.0,
+            key::KEY_ID.0
+        )));
+    }
+    if !row.hash.phc.starts_with("$argon2id$v=19$") {
+        return Err(Failure::input(format!(
+            "import line {n}: the hash is not an Argon2id v19 PHC string"
+        )));
+    }
+    let imported = Imported {
+        role: row.role,
+        contacts: row.contacts,
+        hash: row.hash,
+        format: row.format,
+        level: row.level,
+        stage: row.stage,
+        issued_at: row.issued_at,
+        changed_at: row.changed_at,
+    };
+    Ok((row.tax_code, imported))
+}
+
+/// A progress bar on stderr when it is a terminal (and not under `--json`); hidden
+/// otherwise. With `total` (bytes of a file) it shows the share done and an ETA; without,
+/// a spinner.
+pub(crate) fn progress_bar(ctx: &Ctx, total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    if ctx.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(total) => (
+            indicatif::ProgressBar::new(total),
+            "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}%  {msg}  ETA {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{spinner} {prefix} [{elapsed_precise}] {msg}",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// `pin import`: streams the file, one line at a time, into one transaction: on SQLite
+/// memory stays bounded whatever the file's size (PostgreSQL's store still collects the
+/// decided subjects first), and one bad line imports nothing.
 pub(crate) fn import<S: Store>(
     ctx: &Ctx,
     svc: &Service<S>,
     file: &Path,
     actor: &Actor,
 ) -> Result<Done, Failure> {
-    let text = if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Failure::input(format!("cannot read standard input: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(file).map_err(|e| {
-            Failure::input(format!(
-                "cannot read the import file {}: {e}",
-                file.display()
-            ))
-        })?
-    };
-    let mut rows = Vec::new();
-    let mut line_numbers = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: ImportLine = serde_json::from_str(line).map_err(|e| {
-            Failure::input(format!("import line {n}: {}", one_line(&e.to_string())))
-        })?;
-        if !seen.insert(row.tax_code.clone()) {
-            return Err(Failure::input(format!(
-                "import line {n}: {} appears twice in the file",
-                row.tax_code
-            )));
-        }
-        if row.hash.key_id != key::KEY_ID {
-            return Err(Failure::input(format!(
-                "import line {n}: the hash was made with key id {}, this database's key has id {}; make it with `pin hash`",
-                row.hash.key_id.0,
-                key::KEY_ID.0
-            )));
-        }
-        if !row.hash.phc.starts_with("$argon2id$v=19$") {
-            return Err(Failure::input(format!(
-                "import line {n}: the hash is not an Argon2id v19 PHC string"
-            )));
-        }
-        line_numbers.push(n);
-        rows.push((n, row));
-    }
-    if rows.is_empty() {
-        return Err(Failure::input("the import file holds no subject"));
-    }
     if *actor != Actor::System {
         return Err(Failure::refused(format!(
             "{} may not import subjects: operators enrol, the system imports (use --as system)",
             actor.label()
         )));
     }
-    let total = rows.len();
-    if !ctx.json && std::io::stderr().is_terminal() {
-        eprint!("importing {total} subject(s) in one transaction… ");
-        let _ = std::io::stderr().flush();
+    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if file == Path::new("-") {
+        (
+            Box::new(std::io::BufReader::with_capacity(
+                1 << 16,
+                std::io::stdin().lock(),
+            )),
+            None,
+        )
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| {
+            Failure::input(format!(
+                "cannot read the import file {}: {e}",
+                file.display()
+            ))
+        })?;
+        let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(std::io::BufReader::with_capacity(1 << 16, f)), len)
+    };
+    let bar = progress_bar(ctx, total, "importing");
+    let mut lines = ImportLines {
+        reader,
+        buf: Vec::with_capacity(1024),
+        line: 0,
+        bytes: 0,
+        records: 0,
+        last: None,
+        failure: None,
+        bar: &bar,
+    };
+    let result = svc.import_streamed(&mut lines, ctx.now);
+    lines.show_progress();
+    bar.finish_and_clear();
+    let nothing = "nothing was imported";
+    if let Some(f) = lines.failure.take() {
+        return Err(Failure::new(f.kind, format!("{}; {nothing}", f.message)));
     }
-    let batch: Vec<(TaxCode, Imported)> = rows
-        .into_iter()
-        .map(|(_, row)| {
-            let imported = Imported {
-                role: row.role,
-                contacts: row.contacts,
-                hash: row.hash,
-                format: row.format,
-                level: row.level,
-                stage: row.stage,
-                issued_at: row.issued_at,
-                changed_at: row.changed_at,
-            };
-            (row.tax_code, imported)
-        })
-        .collect();
-    let subjects: Vec<String> = batch.iter().map(|(t, _)| t.to_string()).collect();
-    let lines: Vec<usize> = line_numbers;
-    let n = svc.import(batch, ctx.now).map_err(|e| match e {
-        // The store refuses the whole batch; find the line to name (the error path only,
-        // so that a good import does not pay a lookup per line).
-        pin_core::Error::Store(pin_core::store::StoreError::Exists) => {
-            let on_record = subjects.iter().zip(&lines).find(|(t, _)| {
-                TaxCode::parse(t).is_ok_and(|t| svc.store().load(&t).is_ok_and(|l| l.is_some()))
-            });
-            match on_record {
-                Some((t, line)) => Failure::refused(format!(
-                    "import line {line}: {t} is already on record; nothing was imported"
-                )),
-                None => Failure::refused(
-                    "a subject of the file is already on record; nothing was imported",
-                ),
+    let last = lines.last.take();
+    // A store that streams (SQLite) refuses the last record pulled; over PostgreSQL the
+    // whole file is pulled first, so the record cannot be named that way.
+    let streams = matches!(ctx.db, crate::db::Db::File(_));
+    let n = result.map_err(|e| match e {
+        pin_core::Error::Batch { source, .. } => {
+            // A hash from the file that this database could not verify is bad input.
+            let from_file = matches!(*source, pin_core::Error::Hash(_));
+            let mut f = Failure::from(*source);
+            if from_file {
+                f.kind = Kind::Input;
             }
-        }
-        pin_core::Error::Batch { index, source } => {
-            let f = Failure::from(*source);
-            let line = lines.get(index).copied().unwrap_or(index + 1);
+            let line = last.as_ref().map_or(0, |(line, _)| *line);
             Failure::new(
                 f.kind,
-                format!("import line {line}: {}; nothing was imported", f.message),
+                format!("import line {line}: {}; {nothing}", f.message),
             )
+        }
+        pin_core::Error::Store(pin_core::store::StoreError::Exists) => match last {
+            // After the rollback: on record before the import, or twice in the file.
+            Some((line, t)) if svc.store().load(&t).is_ok_and(|l| l.is_some()) => Failure::refused(
+                format!("import line {line}: {t} is already on record; {nothing}"),
+            ),
+            Some((line, t)) if streams => Failure::refused(format!(
+                "import line {line}: {t} appears twice in the file; {nothing}"
+            )),
+            _ => Failure::refused(format!(
+                "a subject of the file is already on record or appears twice in it; {nothing}"
+            )),
+        },
+        pin_core::Error::EmailInUse if streams => {
+            let f = Failure::from(pin_core::Error::EmailInUse);
+            match last {
+                Some((line, t)) => Failure::new(
+                    f.kind,
+                    format!("import line {line} ({t}): {}; {nothing}", f.message),
+                ),
+                None => Failure::new(f.kind, format!("{}; {nothing}", f.message)),
+            }
         }
         other => {
             let f = Failure::from(other);
-            Failure::new(f.kind, format!("{}; nothing was imported", f.message))
+            Failure::new(f.kind, format!("{}; {nothing}", f.message))
         }
     })?;
-    if !ctx.json && std::io::stderr().is_terminal() {
-        eprintln!("done");
+    if n == 0 {
+        return Err(Failure::input("the import file holds no subject"));
     }
     let text = format!("Imported {n} subject(s).\n");
     Ok(Done::ok(
         "import",
-        json!({ "imported": n, "subjects": subjects }),
+        json!({ "imported": n, "lines": lines.line }),
         text,
     ))
 }
 
-/// `pin hash`: PINs from stdin, hashes out — to prepare import files.
+/// `pin hash`: PINs from stdin, hashes out — to prepare import files. Every PIN is read
+/// and checked first (a bad one hashes nothing); then they are hashed on all cores, each
+/// worker with its own OS-seeded generator, and printed in input order.
 pub(crate) fn hash(ctx: &Ctx, format: PinFormat) -> Result<Done, Failure> {
     let policy = app::policy()?;
     let hasher = app::hasher(ctx, &policy)?;
-    let mut rng = app::os_rng()?;
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Err(Failure::input(
             "pipe the PINs to hash on standard input, one per line",
         ));
     }
-    let mut hashes = Vec::new();
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = zeroize::Zeroizing::new(
-            line.map_err(|e| Failure::input(format!("cannot read standard input: {e}")))?,
-        );
+    let mut pins = Vec::new();
+    let mut reader = stdin.lock();
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(1024));
+    let mut n = 0usize;
+    loop {
+        match read_line_bounded(&mut reader, &mut buf) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(LineError::TooLong) => {
+                return Err(Failure::input(format!(
+                    "line {}: longer than {MAX_IMPORT_LINE} bytes; pipe one PIN per line",
+                    n + 1
+                )));
+            }
+            Err(LineError::Io(e)) => {
+                return Err(Failure::input(format!("cannot read standard input: {e}")));
+            }
+        }
+        n += 1;
+        let line = std::str::from_utf8(&buf)
+            .map_err(|_| Failure::input(format!("line {n}: PIN: not UTF-8 text")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let pin = format::parse_input(format, &line)
-            .map_err(|e| Failure::input(format!("line {}: PIN: {e}", i + 1)))?;
-        let h = hasher
-            .hash(&pin, &mut rng)
-            .map_err(|e| Failure::internal(e.to_string()))?;
-        hashes.push(h);
+        let pin = format::parse_input(format, line)
+            .map_err(|e| Failure::input(format!("line {n}: PIN: {e}")))?;
+        pins.push(pin);
     }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, pins.len().max(1));
+    let rngs = (0..workers)
+        .map(|_| app::os_rng())
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let bar = progress_bar(ctx, Some(pins.len() as u64), "hashing");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<PinHash, pin_core::hash::HashError>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = rngs
+                .into_iter()
+                .map(|mut rng| {
+                    let (pins, hasher, next, bar) = (&pins, &hasher, &next, &bar);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        let mut memory = pin_core::hash::HashMemory::default();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(pin) = pins.get(i) else {
+                                return out;
+                            };
+                            out.push((i, hasher.hash_reusing(pin, &mut rng, &mut memory)));
+                            bar.inc(1);
+                            let secs = bar.elapsed().as_secs_f64();
+                            if secs > 0.0 {
+                                bar.set_message(format!(
+                                    "{} hashed, {:.1}/s",
+                                    bar.position(),
+                                    bar.position() as f64 / secs
+                                ));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+    bar.finish_and_clear();
+    if done.len() != pins.len() {
+        return Err(Failure::internal("a hashing worker stopped unexpectedly"));
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let hashes = done
+        .into_iter()
+        .map(|(_, h)| h.map_err(|e| Failure::internal(e.to_string())))
+        .collect::<Result<Vec<_>, Failure>>()?;
     let text: String = hashes
         .iter()
         .map(|h| format!("{}\n", serde_json::to_string(h).unwrap_or_default()))

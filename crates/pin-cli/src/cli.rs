@@ -390,8 +390,11 @@ One JSON object per line:
    \"issued_at\":\"2024-01-01T00:00:00Z\",\"changed_at\":\"2024-02-01T00:00:00Z\"}
 
 format: noipa_digits5 | inps_issued16 | inps_in_use8; stage: active | must_change.
-Hashes must be made with this database's key (see `pin hash`). Every line is checked before
-any subject is imported: one bad line imports nothing.")]
+Hashes must be made with this database's key (see `pin hash`), with a 16-byte salt; dates may
+not be in the future, nor changed_at before issued_at. The file is read one line at a time
+into one transaction: memory stays bounded whatever its size (SQLite), and one bad line (or a line
+longer than 64 KiB) imports nothing; the error names the line. On a terminal a progress bar
+shows the rate and the time left.")]
     Import {
         /// The JSON-lines file, or `-` for standard input.
         file: PathBuf,
@@ -399,7 +402,7 @@ any subject is imported: one bad line imports nothing.")]
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor, default_value = "system")]
         actor: Actor,
     },
-    /// Hash PINs read from stdin (one per line) with this database's key, for import files.
+    /// Hash PINs read from stdin (one per line) with this database's key, for import files (on all cores, printed in input order).
     Hash {
         /// The shape of the PINs.
         #[arg(long, value_enum)]

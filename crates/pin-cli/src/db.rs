@@ -221,6 +221,12 @@ impl Store for AnyStore {
     fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
         self.get().create_many(b)
     }
+    fn create_streamed(
+        &self,
+        b: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        self.get().create_streamed(b)
+    }
     fn save(
         &self,
         s: &Subject,

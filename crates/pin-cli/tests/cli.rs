@@ -2286,3 +2286,265 @@ fn issue_11_noipa_12_enrolment_operator_cannot_identify() {
         "",
     );
 }
+
+/// Runs `pin args` with the live policy's real Argon2id cost (m = 19 MiB) and the address
+/// space limited to `kib` KiB (`ulimit -v`).
+#[cfg(target_os = "linux")]
+fn run_limited(env: &Env, kib: u32, args: &[&str], stdin: &str) -> Out {
+    let base = env.command(&[]);
+    let mut c = Command::new("sh");
+    c.args(["-c", "ulimit -v \"$0\" && exec \"$@\""])
+        .arg(kib.to_string())
+        .arg(BIN)
+        .args(args)
+        .current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env_remove("PIN_INSECURE_FAST_HASH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    to_out(&child.wait_with_output().unwrap())
+}
+
+// `pin status` and the other commands that verify no PIN compute no Argon2id. Shown without
+// a clock: under an address-space limit too small for one Argon2id at the live cost
+// (19 MiB), a verify fails with Argon2's "out of memory" while status, audit and policy
+// still work. Before the fix every command hashed once at start, so no such limit existed.
+#[cfg(target_os = "linux")]
+#[test]
+fn status_and_other_non_verify_commands_compute_no_hash() {
+    let env = Env::initialised();
+    // A real-cost hash (no PIN_INSECURE_FAST_HASH), imported.
+    let mut hash = env.command(&["hash", "--format", "inps-in-use8"]);
+    hash.env_remove("PIN_INSECURE_FAST_HASH");
+    let mut child = hash.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"K7QM2ZXA\n")
+        .unwrap();
+    let out = to_out(&child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let phc: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let phc = phc["phc"].as_str().unwrap().to_owned();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    env.ok(&["import", "-"], &import_line(LUCA, &phc));
+    // The lowest limit (in 4 MiB steps) at which a verify fails for want of memory and
+    // status does not: there must be one.
+    let window = (12..=40).step_by(4).map(|mib| mib * 1024).find(|&kib| {
+        let verify = run_limited(&env, kib, &["verify", LUCA], "K7QM2ZXA\n");
+        let hash_oom = verify.code != 0 && verify.stderr.contains("out of memory");
+        hash_oom && run_limited(&env, kib, &["status", LUCA], "").code == 0
+    });
+    let Some(kib) = window else {
+        panic!("no address-space limit lets status run but not one Argon2id");
+    };
+    for args in [
+        &["status", LUCA][..],
+        &["audit", "show"],
+        &["audit", "verify"],
+        &["policy"],
+        &["outbox"],
+    ] {
+        let out = run_limited(&env, kib, args, "");
+        assert_eq!(out.code, 0, "{args:?} under {kib} KiB: {}", out.stderr);
+    }
+    // Without the limit the same verify succeeds: the limit, not the PIN, failed it.
+    let out = run_limited(&env, 1 << 20, &["verify", LUCA], "K7QM2ZXA\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// `pin import` of `text` from a file, expecting failure `code` naming `needle`, with the
+/// database unchanged.
+fn import_fails(env: &Env, text: &[u8], code: i32, needle: &str) {
+    std::fs::write(env.path("bad.jsonl"), text).unwrap();
+    env.fails_unchanged(&["import", "bad.jsonl"], "", code, needle);
+}
+
+// rule: INPS-4, INPS-11 — an import checks every line (dates, salts, duplicates, line
+// length) and imports nothing when one fails, naming the line.
+#[test]
+fn import_streams_and_refuses_bad_lines_naming_them() {
+    let env = Env::initialised();
+    let good = |tax: &str| import_line(tax, FAKE_PHC);
+    // An endless line: refused after 64 KiB, not read to the end.
+    #[cfg(target_os = "linux")]
+    env.fails_unchanged(
+        &["import", "/dev/zero"],
+        "",
+        2,
+        "import line 1: longer than 65536 bytes",
+    );
+    let long = format!("{}{}", good(LUCA), "x".repeat(70_000));
+    import_fails(
+        &env,
+        long.as_bytes(),
+        2,
+        "import line 2: longer than 65536 bytes",
+    );
+    // Dates: in year 9999, issued in the future, changed before issued.
+    let far = good(LUCA).replace("2024-12-01T00:00:00Z", "9999-12-31T00:00:00Z");
+    let future = good(LUCA)
+        .replace("2024-06-01T00:00:00Z", "2025-01-16T00:00:00Z")
+        .replace(",\"changed_at\":\"2024-12-01T00:00:00Z\"", "");
+    let before = good(LUCA).replace("2024-12-01T00:00:00Z", "2024-05-31T23:59:59Z");
+    for (line, needle) in [
+        (far, "changed_at is in the future"),
+        (future, "issued_at is in the future"),
+        (before, "changed_at is before issued_at"),
+    ] {
+        let text = format!("{}\n{line}", good(GIULIA));
+        import_fails(&env, text.as_bytes(), 2, "import line 3: ");
+        import_fails(&env, text.as_bytes(), 2, needle);
+    }
+    // An 8-byte salt (Argon2 accepts it; our hashes have 16).
+    let short_salt = good(LUCA).replace("c2FsdHNhbHRzYWx0c2FsdA", "c2FsdHNhbHQ");
+    let text = format!("{}{short_salt}", good(GIULIA));
+    import_fails(&env, text.as_bytes(), 2, "import line 2: ");
+    import_fails(&env, text.as_bytes(), 2, "salt is not 16 bytes");
+    // Twice in the file (the store sees the second inside the transaction).
+    let text = format!("{}{}{}", good(LUCA), good(GIULIA), good(LUCA));
+    import_fails(
+        &env,
+        text.as_bytes(),
+        5,
+        &format!("import line 3: {LUCA} appears twice"),
+    );
+    // Not JSON on line 3 after two good lines: nothing of the first two is kept.
+    let text = format!("{}{}{{not json\n", good(LUCA), good(GIULIA));
+    import_fails(&env, text.as_bytes(), 2, "import line 3");
+    // CRLF line ends and blank lines are fine; the count and the lines read are reported.
+    let text = format!("{}\r\n\n{}", good(LUCA).trim_end(), good(GIULIA));
+    std::fs::write(env.path("ok.jsonl"), text).unwrap();
+    let v = env.json(&["import", "ok.jsonl"], "", 0);
+    assert_eq!(
+        (v["imported"].as_u64(), v["lines"].as_u64()),
+        (Some(2), Some(3))
+    );
+    // Already on record, named by line.
+    import_fails(
+        &env,
+        good(GIULIA).as_bytes(),
+        5,
+        &format!("import line 1: {GIULIA} is already on record"),
+    );
+    // Only the system imports, and it is checked before the file is read.
+    env.fails_unchanged(&["import", "/dev/zero", "--as", "rid:R1"], "", 5, "may not");
+    // An empty file holds no subject.
+    import_fails(&env, b"\n\n", 2, "holds no subject");
+}
+
+// `pin hash` hashes on all cores but prints the hashes in input order: each one verifies
+// its own PIN once imported, and no other.
+#[test]
+fn hash_in_parallel_keeps_the_input_order() {
+    let env = Env::initialised();
+    let subjects = [MARIO, ANNA, LUCA, GIULIA, PAOLO, STEFANO, GIORGIO];
+    let pins = [
+        "K7QM2ZXA", "P4TR8WNE", "B2CD3FGH", "Z9YX8WVU", "M3NB4VCX", "Q7WE2RTY", "L5KJ6HGF",
+    ];
+    let input: String = pins.iter().map(|p| format!("{p}\n\n")).collect();
+    let v = env.json(&["hash", "--format", "inps-in-use8"], &input, 0);
+    let hashes = v["hashes"].as_array().unwrap();
+    assert_eq!(hashes.len(), pins.len());
+    let file: String = subjects
+        .iter()
+        .zip(hashes)
+        .map(|(t, h)| import_line(t, h["phc"].as_str().unwrap()))
+        .collect();
+    let v = env.json(&["import", "-"], &file, 0);
+    assert_eq!(v["imported"].as_u64(), Some(7));
+    for (i, (tax, pin)) in subjects.iter().zip(pins).enumerate() {
+        env.json(&["verify", tax], &format!("{pin}\n"), 0);
+        let other = pins[(i + 1) % pins.len()];
+        env.json(&["verify", tax], &format!("{other}\n"), 3);
+    }
+    // A bad PIN anywhere hashes nothing and names its line.
+    env.fails_unchanged(
+        &["hash", "--format", "inps-in-use8"],
+        "K7QM2ZXA\nP4TR8WN\n",
+        2,
+        "line 2",
+    );
+}
+
+/// A valid synthetic tax code for `i` (the check character computed), for big files.
+fn synthetic_tax_code(i: usize) -> String {
+    const ODD: [u32; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let mut letters = [b'A'; 6];
+    let mut n = i;
+    for l in letters.iter_mut().rev() {
+        *l = b'A' + (n % 26) as u8;
+        n /= 26;
+    }
+    let mut s = String::from_utf8(letters.to_vec()).unwrap();
+    s.push_str("80A01H501");
+    let sum: u32 = s
+        .chars()
+        .enumerate()
+        .map(|(pos, c)| {
+            let v = c.to_digit(10).unwrap_or_else(|| c as u32 - 'A' as u32);
+            if pos % 2 == 0 { ODD[v as usize] } else { v }
+        })
+        .sum();
+    s.push(char::from(b'A' + (sum % 26) as u8));
+    s
+}
+
+// The progress bar of `pin import` is drawn on a terminal (here the pseudo-terminal of
+// `script`), with the share done and the time left; without a terminal nothing but the
+// result is printed.
+#[cfg(target_os = "linux")]
+#[test]
+#[allow(clippy::print_stderr, reason = "says why the terminal half is skipped")]
+fn import_shows_progress_on_a_terminal_only() {
+    let env = Env::initialised();
+    let file: String = (0..3000)
+        .map(|i| import_line(&synthetic_tax_code(i), FAKE_PHC))
+        .collect();
+    std::fs::write(env.path("many.jsonl"), &file).unwrap();
+    std::fs::write(env.path("few.jsonl"), import_line(MARIO, FAKE_PHC)).unwrap();
+    // No terminal: one result line, no progress.
+    let out = env.ok(&["import", "few.jsonl"], "");
+    assert_eq!(out.stdout, "Imported 1 subject(s).\n");
+    assert!(
+        out.stderr.lines().all(|l| l.starts_with("pin: warning:")),
+        "{:?}",
+        out.stderr
+    );
+    // A terminal: the bar.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let base = env.command(&[]);
+    let line = format!("{BIN} import {}", env.path("many.jsonl").display());
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script.stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Imported 3000 subject(s)."), "{text}");
+    for part in ["importing", "%", "ETA"] {
+        assert!(text.contains(part), "{part:?} not in {text:?}");
+    }
+}

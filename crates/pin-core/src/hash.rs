@@ -20,6 +20,11 @@
 //! [`Verified::Mismatch`], never an error. [`Hasher::verify_dummy`] costs what
 //! a real verification costs, for subjects that do not exist.
 //!
+//! Constructing a [`Hasher`] computes no hash. [`Hasher::evaluations`] counts the Argon2
+//! evaluations a hasher has made (one per [`Hasher::hash`], [`Hasher::verify`],
+//! [`Hasher::compare`] and [`Hasher::verify_dummy`]; none for a refused stored hash), so
+//! that a test can prove what an operation costs, and a service can export it as a metric.
+//!
 //! ```
 //! use pin_core::format::{PinFormat, parse_input};
 //! use pin_core::hash::{HashParams, Hasher, Keyring, Verified};
@@ -49,6 +54,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Version};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -60,10 +66,12 @@ const OUTPUT_LEN: usize = 32;
 const ARGON2_VERSION: u32 = 0x13;
 /// Longest stored PHC string examined at all (ours are about 100 characters).
 const MAX_PHC_LEN: usize = 256;
-/// Salt of the dummy hash used by [`Hasher::verify_dummy`].
+/// Salt under which [`Hasher::verify_dummy`] hashes the PIN it is given.
 const DUMMY_SALT: [u8; SALT_LEN] = *b"pin-core:dummy:1";
-/// Password of the dummy hash: not a PIN of any format.
-const DUMMY_PASSWORD: &[u8] = b"\0pin-core dummy, not a PIN";
+/// What [`Hasher::verify_dummy`] compares its output with. Whatever it equals, the answer
+/// is [`Verified::Mismatch`]: the compare is there only so that the dummy does the same
+/// work as a real verify.
+const DUMMY_EXPECTED: [u8; OUTPUT_LEN] = [0; OUTPUT_LEN];
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,20 +366,38 @@ struct Stored {
     hash: Output,
 }
 
+/// Argon2 working memory reused from one hash to the next on one thread
+/// ([`Hasher::hash_reusing`]), wiped after each hash. Bulk hashing on worker threads
+/// allocates it once per worker instead of once per hash (19 MiB each at the recommended
+/// cost): fresh allocations of that size on threads other than the main one make the
+/// allocator keep hundreds of MiB.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<argon2::Block>,
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("kib", &self.blocks.len())
+            .finish()
+    }
+}
+
 /// Hashes and verifies PINs with Argon2id and the keyring's pepper.
 pub struct Hasher {
     live: HashParams,
     floor: HashParams,
     cap: HashParams,
     keys: Keyring,
-    /// A hash with the live parameters and the current key, for [`Hasher::verify_dummy`].
-    dummy: PinHash,
+    /// Argon2 evaluations made so far ([`Hasher::evaluations`]).
+    evaluations: AtomicU64,
 }
 
 impl Hasher {
     /// A hasher with live parameters, the floor and cap accepted from stored hashes, and keys.
     ///
-    /// Computes one hash (with the live parameters) for [`Hasher::verify_dummy`].
+    /// Computes no hash: [`Hasher::evaluations`] is 0 afterwards.
     ///
     /// # Errors
     /// [`HashError`] when the parameters are not accepted by Argon2 or not floor ≤ live ≤ cap:
@@ -402,19 +428,38 @@ impl Hasher {
         if let Some(id) = keys.duplicate_id() {
             return Err(HashError::DuplicateKeyId(id));
         }
-        let placeholder = PinHash {
-            key_id: keys.current_id(),
-            phc: String::new(),
-        };
-        let mut hasher = Self {
+        Ok(Self {
             live,
             floor,
             cap,
             keys,
-            dummy: placeholder,
-        };
-        hasher.dummy = hasher.hash_with_salt(DUMMY_PASSWORD, &DUMMY_SALT)?;
-        Ok(hasher)
+            evaluations: AtomicU64::new(0),
+        })
+    }
+
+    /// How many Argon2 evaluations this hasher has made since it was constructed: one
+    /// for each [`Hasher::hash`], each [`Hasher::verify`] or [`Hasher::compare`] that
+    /// reached Argon2 (a stored hash refused before hashing — malformed, out of
+    /// floor..=cap, unknown key — costs none), and each [`Hasher::verify_dummy`].
+    /// Construction and [`Hasher::check_stored`] cost none.
+    ///
+    /// A relaxed atomic counter: cheap enough to stay on, exact once the calls it counts
+    /// have returned; suitable as a metric.
+    #[must_use]
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
+    }
+
+    /// Argon2id of `password` under `pepper`, counted in [`Hasher::evaluations`].
+    fn compute(
+        &self,
+        pepper: &Pepper,
+        params: HashParams,
+        password: &[u8],
+        salt: &[u8],
+    ) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
+        let _ = self.evaluations.fetch_add(1, Ordering::Relaxed);
+        compute(pepper, params, password, salt)
     }
 
     /// The keyring.
@@ -464,9 +509,39 @@ impl Hasher {
         self.hash_with_salt(pin.expose_secret().as_bytes(), &salt)
     }
 
+    /// As [`Hasher::hash`], with Argon2's working memory taken from `memory` (allocated on
+    /// first use, reused after, wiped after each hash) instead of allocated for this hash.
+    /// Counted in [`Hasher::evaluations`] like [`Hasher::hash`].
+    ///
+    /// # Errors
+    /// As [`Hasher::hash`]; [`HashError::Argon2`] when the memory cannot be allocated.
+    pub fn hash_reusing<R: CryptoRng + ?Sized>(
+        &self,
+        pin: &Pin,
+        rng: &mut R,
+        memory: &mut HashMemory,
+    ) -> Result<PinHash, HashError> {
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        let _ = self.evaluations.fetch_add(1, Ordering::Relaxed);
+        let out = compute_in(
+            &self.keys.current,
+            self.live,
+            pin.expose_secret().as_bytes(),
+            &salt,
+            memory,
+        )?;
+        self.encode(&salt, &out)
+    }
+
     /// The deterministic primitive behind [`Hasher::hash`]: live parameters, current key.
     fn hash_with_salt(&self, password: &[u8], salt: &[u8]) -> Result<PinHash, HashError> {
-        let out = compute(&self.keys.current, self.live, password, salt)?;
+        let out = self.compute(&self.keys.current, self.live, password, salt)?;
+        self.encode(salt, &out)
+    }
+
+    /// The PHC string of an output made with the live parameters and the current key.
+    fn encode(&self, salt: &[u8], out: &[u8; OUTPUT_LEN]) -> Result<PinHash, HashError> {
         let mut params = ParamsString::new();
         for (name, value) in [
             ("m", self.live.m_kib),
@@ -519,7 +594,7 @@ impl Hasher {
             .keys
             .find(stored.key_id)
             .ok_or(HashError::UnknownKey(stored.key_id))?;
-        let out = compute(
+        let out = self.compute(
             pepper,
             parsed.params,
             pin.expose_secret().as_bytes(),
@@ -554,10 +629,20 @@ impl Hasher {
     /// within floor..=cap, key in the keyring — without hashing anything (e.g. before an
     /// import).
     ///
+    /// Stricter than [`Hasher::verify`] in one point: the salt must be 16 bytes, as in
+    /// every hash [`Hasher::hash`] writes (Argon2 itself accepts 8), so that an import
+    /// cannot bring in hashes with shorter salts.
+    ///
     /// # Errors
-    /// As [`Hasher::verify`], except that no Argon2 work is done.
+    /// As [`Hasher::verify`], except that no Argon2 work is done, and
+    /// [`Malformed`](HashError::Malformed) for a salt that is not 16 bytes.
     pub fn check_stored(&self, stored: &PinHash) -> Result<(), HashError> {
         let parsed = parse(&stored.phc)?;
+        if parsed.salt.len() != SALT_LEN {
+            return Err(HashError::Malformed(
+                "the salt is not 16 bytes long (hashes made by `pin hash` have 16)",
+            ));
+        }
         self.check_range(parsed.params)?;
         self.keys
             .find(stored.key_id)
@@ -567,13 +652,28 @@ impl Hasher {
 
     /// Costs what a verify costs and always fails: used when there is nothing to compare against.
     ///
-    /// It verifies `pin` against a hash made at construction with the live
-    /// parameters and the current key, then answers [`Verified::Mismatch`]
-    /// whatever the outcome, so that "no such person" and "wrong PIN" take the
-    /// same time.
+    /// It hashes `pin` once, with the live parameters and the current key, under a fixed
+    /// salt, compares the output in constant time with a constant, then answers
+    /// [`Verified::Mismatch`] whatever the outcome, so that "no such person" and "wrong
+    /// PIN" take the same time. No hash is stored for it: it costs exactly one Argon2
+    /// evaluation ([`Hasher::evaluations`]), and nothing at construction.
     pub fn verify_dummy(&self, pin: &Pin) -> Verified {
-        let _same_cost = self.verify(pin, &self.dummy);
+        // The live parameters were checked in `Hasher::new`: Argon2 cannot refuse them.
+        if let Ok(out) = self.dummy_output(pin) {
+            let _same_work: bool = out.as_slice().ct_eq(&DUMMY_EXPECTED).into();
+        }
         Verified::Mismatch
+    }
+
+    /// The work of [`Hasher::verify_dummy`]: the live Argon2id of `pin` under the current
+    /// key and the dummy salt.
+    fn dummy_output(&self, pin: &Pin) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
+        self.compute(
+            &self.keys.current,
+            self.live,
+            pin.expose_secret().as_bytes(),
+            &DUMMY_SALT,
+        )
     }
 
     /// Whether `stored` should be replaced by a fresh hash: it was made with
@@ -618,13 +718,14 @@ impl std::fmt::Debug for Hasher {
             floor,
             cap,
             keys,
-            dummy: _,
+            evaluations,
         } = self;
         f.debug_struct("Hasher")
             .field("live", live)
             .field("floor", floor)
             .field("cap", cap)
             .field("keys", keys)
+            .field("evaluations", &evaluations.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -648,6 +749,46 @@ fn compute(
     argon2
         .hash_password_into(password, salt, out.as_mut_slice())
         .map_err(HashError::argon2)?;
+    Ok(out)
+}
+
+/// [`compute`] in `memory`, which is sized on first use and wiped afterwards.
+fn compute_in(
+    pepper: &Pepper,
+    params: HashParams,
+    password: &[u8],
+    salt: &[u8],
+    memory: &mut HashMemory,
+) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
+    use zeroize::Zeroize as _;
+    let params = params.to_argon2()?;
+    let blocks = params.block_count();
+    if memory.blocks.len() != blocks {
+        memory.blocks = Vec::new();
+        memory
+            .blocks
+            .try_reserve_exact(blocks)
+            .map_err(|_| HashError::argon2(argon2::Error::OutOfMemory))?;
+        memory.blocks.resize(blocks, argon2::Block::default());
+    }
+    let argon2 = Argon2::new_with_secret(
+        pepper.expose_secret(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+    )
+    .map_err(HashError::argon2)?;
+    let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+    let done = argon2.hash_password_into_with_memory(
+        password,
+        salt,
+        out.as_mut_slice(),
+        memory.blocks.as_mut_slice(),
+    );
+    for block in &mut memory.blocks {
+        block.zeroize();
+    }
+    done.map_err(HashError::argon2)?;
     Ok(out)
 }
 
@@ -1224,30 +1365,180 @@ mod tests {
         let h = hasher();
         assert_eq!(h.verify_dummy(&pin(PIN)), Verified::Mismatch);
         assert_eq!(h.verify_dummy(&pin("")), Verified::Mismatch);
-        let dummy_password = Pin::from_string(String::from_utf8(DUMMY_PASSWORD.to_vec()).unwrap());
-        assert_eq!(h.verify_dummy(&dummy_password), Verified::Mismatch);
-        // The dummy has the live parameters and the current key: it costs what a real verify costs.
-        assert!(h.dummy.phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(h.dummy.key_id, KeyId(1));
+        // Even a PIN whose hash under the dummy salt is stored somewhere: the dummy
+        // compares with nothing stored, and answers Mismatch whatever the compare says.
+        let stored = h.hash_with_salt(PIN.as_bytes(), &DUMMY_SALT).unwrap();
         assert_eq!(
-            h.verify(&dummy_password, &h.dummy).unwrap(),
+            h.verify(&pin(PIN), &stored).unwrap(),
             Verified::Match {
                 needs_rehash: false
             }
         );
+        assert_eq!(h.verify_dummy(&pin(PIN)), Verified::Mismatch);
+    }
+
+    #[test]
+    fn verify_dummy_hashes_with_the_live_params_and_current_key() {
+        // The dummy's work is what a verify against a hash with the live parameters and
+        // the current key does: one Argon2id with those, here checked output for output.
+        let dummy_is_live = |h: &Hasher| {
+            let out = h.dummy_output(&pin(PIN)).unwrap();
+            let expected = h.hash_with_salt(PIN.as_bytes(), &DUMMY_SALT).unwrap();
+            let live = format!(
+                "$argon2id$v=19$m={},t={},p={}$",
+                h.live.m_kib, h.live.t_cost, h.live.p_cost
+            );
+            assert!(expected.phc.starts_with(&live), "{}", expected.phc);
+            assert_eq!(expected.key_id, h.current_key_id());
+            assert_eq!(
+                out.as_slice(),
+                parse(&expected.phc).unwrap().hash.as_bytes()
+            );
+        };
+        dummy_is_live(&hasher());
         let live = HashParams {
             m_kib: 256,
             t_cost: 2,
             p_cost: 2,
         };
-        let stronger = hasher_with(live, Keyring::new(pepper(4, KEY_2)));
-        assert!(
-            stronger
-                .dummy
-                .phc
-                .starts_with("$argon2id$v=19$m=256,t=2,p=2$")
+        let keys = Keyring::new(pepper(4, KEY_2)).with_previous(pepper(1, KEY_1));
+        let stronger = hasher_with(live, keys);
+        dummy_is_live(&stronger);
+        let before = stronger.evaluations();
+        assert_eq!(stronger.verify_dummy(&pin(PIN)), Verified::Mismatch);
+        assert_eq!(stronger.evaluations(), before + 1);
+    }
+
+    #[test]
+    fn construction_costs_no_hash() {
+        let h = hasher();
+        assert_eq!(h.evaluations(), 0);
+        // Expensive live parameters: constructing is still free (the first hash would take
+        // 4 GiB; we never compute one here).
+        let huge = HashParams {
+            m_kib: 4_194_304,
+            t_cost: 4,
+            p_cost: 4,
+        };
+        let h = Hasher::new(huge, FLOOR, huge, Keyring::new(pepper(1, KEY_1))).unwrap();
+        assert_eq!(h.evaluations(), 0);
+        let stored = hasher().hash(&pin(PIN), &mut rng()).unwrap();
+        h.check_stored(&stored).unwrap();
+        assert!(h.needs_rehash(&stored));
+        assert_eq!(
+            h.evaluations(),
+            0,
+            "check_stored and needs_rehash do not hash"
         );
-        assert_eq!(stronger.dummy.key_id, KeyId(4));
+    }
+
+    #[test]
+    fn evaluations_count_each_argon2_run() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        assert_eq!(h.evaluations(), 1, "hash");
+        assert_eq!(
+            h.verify(&pin(PIN), &stored).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(h.evaluations(), 2, "a matching verify");
+        assert_eq!(
+            h.verify(&pin("7K4MZQ9Y"), &stored).unwrap(),
+            Verified::Mismatch
+        );
+        assert_eq!(h.evaluations(), 3, "a mismatching verify");
+        let _ = h.compare(&pin(PIN), &stored).unwrap();
+        assert_eq!(h.evaluations(), 4, "compare");
+        let _ = h.verify_dummy(&pin(PIN));
+        assert_eq!(h.evaluations(), 5, "verify_dummy: exactly one");
+        // Refused before hashing: no evaluation.
+        let hostile = with_params(&stored, "m=4194304,t=1,p=1");
+        assert!(h.verify(&pin(PIN), &hostile).is_err());
+        let unknown = PinHash {
+            key_id: KeyId(99),
+            ..stored.clone()
+        };
+        assert!(h.verify(&pin(PIN), &unknown).is_err());
+        let garbage = PinHash {
+            key_id: KeyId(1),
+            phc: "garbage".to_owned(),
+        };
+        assert!(h.verify(&pin(PIN), &garbage).is_err());
+        assert_eq!(h.evaluations(), 5, "refused stored hashes cost nothing");
+        assert!(format!("{h:?}").contains("evaluations: 5"), "{h:?}");
+    }
+
+    #[test]
+    fn hash_reusing_makes_the_same_hash_and_wipes_its_memory() {
+        let h = hasher();
+        let mut memory = HashMemory::default();
+        for seed in 0..3 {
+            let reused = h
+                .hash_reusing(
+                    &pin(PIN),
+                    &mut ChaCha20Rng::seed_from_u64(seed),
+                    &mut memory,
+                )
+                .unwrap();
+            let fresh = h
+                .hash(&pin(PIN), &mut ChaCha20Rng::seed_from_u64(seed))
+                .unwrap();
+            assert_eq!(reused, fresh);
+            assert_eq!(memory.blocks.len(), 64, "m = 64 KiB: 64 blocks, kept");
+            let zero = format!("{:?}", argon2::Block::default());
+            assert!(
+                memory.blocks.iter().all(|b| format!("{b:?}") == zero),
+                "wiped after the hash"
+            );
+        }
+        assert_eq!(h.evaluations(), 6);
+        // Other parameters: the memory is resized, the hash still right.
+        let live = HashParams {
+            m_kib: 256,
+            t_cost: 2,
+            p_cost: 2,
+        };
+        let stronger = hasher_with(live, Keyring::new(pepper(1, KEY_1)));
+        let reused = stronger
+            .hash_reusing(&pin(PIN), &mut rng(), &mut memory)
+            .unwrap();
+        assert_eq!(memory.blocks.len(), 256);
+        assert_eq!(reused, stronger.hash(&pin(PIN), &mut rng()).unwrap());
+        assert_eq!(
+            stronger.verify(&pin(PIN), &reused).unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(format!("{memory:?}"), "HashMemory { kib: 256 }");
+    }
+
+    #[test]
+    fn check_stored_wants_a_16_byte_salt() {
+        let h = hasher();
+        let stored = h.hash(&pin(PIN), &mut rng()).unwrap();
+        h.check_stored(&stored).unwrap();
+        for len in [8usize, 12, 15, 17, 32] {
+            let short = h.hash_with_salt(PIN.as_bytes(), &vec![7u8; len]).unwrap();
+            let before = h.evaluations();
+            assert_eq!(
+                h.check_stored(&short).unwrap_err(),
+                HashError::Malformed(
+                    "the salt is not 16 bytes long (hashes made by `pin hash` have 16)"
+                ),
+                "{len}"
+            );
+            assert_eq!(h.evaluations(), before, "check_stored hashes nothing");
+            // Still verifiable: stored rows made earlier keep working.
+            assert_eq!(
+                h.verify(&pin(PIN), &short).unwrap(),
+                Verified::Match {
+                    needs_rehash: false
+                }
+            );
+        }
     }
 
     #[test]

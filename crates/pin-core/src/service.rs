@@ -926,51 +926,82 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
 
     /// Imports subjects with credentials from an earlier system, whose hashes were made
     /// with this library's hasher and keyring — no Argon2 work per subject. Each record is
-    /// decided as [`Command::Import`] by [`Actor::System`]; then the whole batch is stored
-    /// with [`Store::create_many`] (one transaction on stores that support it).
+    /// checked ([`Hasher::check_stored`]: key, parameters, a 16-byte salt; dates:
+    /// `issued_at` and `changed_at` not after `now`, `changed_at` not before `issued_at`)
+    /// and decided as [`Command::Import`] by [`Actor::System`]; then stored with
+    /// [`Store::create_streamed`] (one transaction on stores that support it: all or
+    /// nothing). `batch` is consumed one record at a time: see [`PinService::import_streamed`].
     ///
     /// # Errors
-    /// [`Error::Batch`] naming the first record the machine refuses (nothing is stored), or
-    /// a storage failure such as [`Error::SubjectExists`] / [`Error::EmailInUse`].
-    pub fn import(
-        &self,
-        batch: Vec<(TaxCode, crate::command::Imported)>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, Error> {
+    /// [`Error::Batch`] naming the first record refused (nothing is stored), or a storage
+    /// failure such as [`Error::Store`] with [`StoreError::Exists`] / [`Error::EmailInUse`].
+    pub fn import<I>(&self, batch: I, now: DateTime<Utc>) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = (TaxCode, crate::command::Imported)>,
+    {
+        self.import_streamed(batch.into_iter().map(Ok), now)
+    }
+
+    /// [`PinService::import`] from a source that can fail (e.g. lines read from a file):
+    /// records are pulled one at a time, checked, decided and handed to
+    /// [`Store::create_streamed`], so that on a store that streams (SQLite) memory does not
+    /// grow with the batch. An `Err` from `batch` stops the import: nothing is stored, and
+    /// the error comes back as [`Error::Batch`] with its index.
+    ///
+    /// On a store that streams, a record the store refuses ([`StoreError::Exists`],
+    /// [`Error::EmailInUse`]) is the last one pulled from `batch`.
+    ///
+    /// # Errors
+    /// As [`PinService::import`].
+    pub fn import_streamed<I>(&self, batch: I, now: DateTime<Utc>) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = Result<(TaxCode, crate::command::Imported), Error>>,
+    {
         let ctx = Context {
             now,
             policy: &self.policy,
         };
-        let mut decided = Vec::with_capacity(batch.len());
-        for (index, (tax, imported)) in batch.into_iter().enumerate() {
-            let refuse = |e: Error| Error::Batch {
-                index,
-                source: Box::new(e),
+        // The first refusal, kept here: the store sees only that the stream stopped.
+        let mut refused: Option<Error> = None;
+        let mut decided = batch.into_iter().enumerate().map(|(index, row)| {
+            let decide = |(tax, imported): (TaxCode, crate::command::Imported)| {
+                // A hash this hasher could not verify (other key, parameters out of bounds,
+                // malformed, short salt) would lock its owner out at the first verify, and
+                // impossible dates would corrupt rotation and expiry: refuse them now.
+                self.hasher.check_stored(&imported.hash)?;
+                check_import_dates(&imported, now)?;
+                machine::decide(
+                    &tax,
+                    None,
+                    &Attempts::default(),
+                    &Actor::System,
+                    &Command::Import(imported),
+                    &ctx,
+                    &mut self.mint(),
+                )
             };
-            // A hash this hasher could not verify (other key, parameters out of bounds,
-            // malformed) would lock its owner out at the first verify: refuse it now.
-            self.hasher
-                .check_stored(&imported.hash)
-                .map_err(|e| refuse(Error::Hash(e)))?;
-            let d = machine::decide(
-                &tax,
-                None,
-                &Attempts::default(),
-                &Actor::System,
-                &Command::Import(imported),
-                &ctx,
-                &mut self.mint(),
-            )
-            .map_err(refuse)?;
-            decided.push((d.next, d.audit));
-        }
-        let n = decided.len();
+            match row.and_then(decide) {
+                Ok(d) => Ok((d.next, d.audit)),
+                Err(e) => {
+                    refused = Some(Error::Batch {
+                        index,
+                        source: Box::new(e),
+                    });
+                    Err(StoreError::Backend(
+                        format!("import stopped at record {index}").into(),
+                    ))
+                }
+            }
+        });
         self.ensure_key_recorded()?;
-        self.store.create_many(&decided).map_err(|e| match e {
-            StoreError::EmailTaken => Error::EmailInUse,
-            other => Error::Store(other),
-        })?;
-        Ok(n)
+        let stored = self.store.create_streamed(&mut decided);
+        drop(decided);
+        match (stored, refused) {
+            (_, Some(e)) => Err(e),
+            (Ok(n), None) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            (Err(StoreError::EmailTaken), None) => Err(Error::EmailInUse),
+            (Err(other), None) => Err(Error::Store(other)),
+        }
     }
 
     /// The subject's state at `now`.
@@ -1016,5 +1047,22 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             attempts: counter,
             subject: l.subject,
         })
+    }
+}
+
+/// The dates of an imported credential must be possible: not after `now`, and the change
+/// not before the issue.
+fn check_import_dates(i: &crate::command::Imported, now: DateTime<Utc>) -> Result<(), Error> {
+    if i.issued_at > now {
+        return Err(InputError::Import("issued_at is in the future").into());
+    }
+    match i.changed_at {
+        Some(changed) if changed > now => {
+            Err(InputError::Import("changed_at is in the future").into())
+        }
+        Some(changed) if changed < i.issued_at => {
+            Err(InputError::Import("changed_at is before issued_at").into())
+        }
+        _ => Ok(()),
     }
 }

@@ -106,6 +106,27 @@ pub trait Store {
         Ok(())
     }
 
+    /// Creates the subjects that `batch` yields, in order, for a bulk import that streams:
+    /// all or nothing, and the count created. An `Err` from `batch` stops the import: the
+    /// store writes nothing and returns that error.
+    ///
+    /// A store that overrides it (SQLite does) pulls one subject at a time into one
+    /// transaction, so its memory does not grow with the batch, and a subject it refuses
+    /// is the last one pulled. The default collects the whole batch and calls
+    /// [`Store::create_many`]: all or nothing only where that is, and its memory grows
+    /// with the batch.
+    ///
+    /// # Errors
+    /// The first `Err` of `batch`, or as [`Store::create_many`].
+    fn create_streamed(
+        &self,
+        batch: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let all = batch.collect::<Result<Vec<_>, StoreError>>()?;
+        self.create_many(&all)?;
+        Ok(u64::try_from(all.len()).unwrap_or(u64::MAX))
+    }
+
     /// Replaces the record if its version is still `expected`, applies `attempts` to the
     /// counter, and appends `audit`, atomically. Returns the new version.
     ///
@@ -217,6 +238,12 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
         (**self).create_many(b)
+    }
+    fn create_streamed(
+        &self,
+        b: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        (**self).create_streamed(b)
     }
     fn save(
         &self,

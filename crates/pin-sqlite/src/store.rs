@@ -481,6 +481,35 @@ impl Store for SqliteStore {
         })
     }
 
+    fn create_streamed(
+        &self,
+        batch: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        // One IMMEDIATE transaction, one subject at a time: SQLite spills the pages of
+        // a large transaction to the WAL, so memory stays that of one row, the page cache
+        // and up to AUDIT_RUN audit events. The events are chained in runs (one read of
+        // the chain head per run instead of per subject), in the same order. Any error
+        // returns before the commit: the transaction rolls back.
+        const AUDIT_RUN: usize = 1024;
+        self.write(|tx| {
+            let mut n = 0u64;
+            let mut audit = Vec::with_capacity(AUDIT_RUN);
+            for item in batch {
+                let (subject, events) = item?;
+                let row = SubjectRowV1::from_subject(&subject, ENGINE)?;
+                insert_subject(tx, &row, &[])?;
+                audit.extend(events);
+                if audit.len() >= AUDIT_RUN {
+                    chain::append(tx, &audit)?;
+                    audit.clear();
+                }
+                n += 1;
+            }
+            chain::append(tx, &audit)?;
+            Ok(n)
+        })
+    }
+
     fn save(
         &self,
         subject: &Subject,

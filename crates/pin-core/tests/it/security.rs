@@ -1626,3 +1626,209 @@ fn pol_6_the_lock_is_notified_once_without_a_secret() {
     assert_eq!(verify(&s, MARIO, &pin16, t0()), VerifyOutcome::Locked);
     assert!(s.notifier().take_notices().is_empty(), "notified once");
 }
+
+// ---------------------------------------------------------------------------------------
+// What each operation costs in Argon2 evaluations (`Hasher::evaluations`)
+
+/// A service whose subject MARIO holds an imported INPS PIN `CHOSEN`, hashed by `maker`.
+fn with_imported(s: &Service, maker: &Service) {
+    let pin = format::parse_input(PinFormat::InpsInUse8, CHOSEN).unwrap();
+    let hash = maker
+        .hasher()
+        .hash(&pin, &mut ChaCha20Rng::seed_from_u64(3))
+        .unwrap();
+    assert_eq!(
+        s.import(vec![(tax(MARIO), imported(hash))], t0()).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn hash_evaluations_none_to_construct_import_or_read_one_per_verify() {
+    let maker = service();
+    let s = service();
+    assert_eq!(s.hasher().evaluations(), 0, "constructing a service");
+    with_imported(&s, &maker);
+    assert_eq!(maker.hasher().evaluations(), 1, "the one hash made");
+    assert_eq!(s.hasher().evaluations(), 0, "an import hashes nothing");
+    let _ = s.status(&tax(MARIO), t0()).unwrap();
+    let _ = s.store().audit_log(None).unwrap();
+    assert_eq!(s.hasher().evaluations(), 0, "status reads, never hashes");
+    let mut expected = 0;
+    let mut cost = |what: &str, outcome: VerifyOutcome, accepted: bool| {
+        expected += 1;
+        assert_eq!(is_accepted(&outcome), accepted, "{what}: {outcome:?}");
+        assert_eq!(s.hasher().evaluations(), expected, "{what}: one Argon2id");
+    };
+    cost("the right PIN", verify(&s, MARIO, CHOSEN, t0()), true);
+    cost("a wrong PIN", verify(&s, MARIO, "R7KX2MQ8", t0()), false);
+    cost(
+        "an unknown subject",
+        verify(&s, GIUSEPPE, CHOSEN, t0()),
+        false,
+    );
+    cost("the right PIN again", verify(&s, MARIO, CHOSEN, t0()), true);
+}
+
+#[test]
+fn hash_evaluations_a_verify_that_rehashes_costs_two_then_one() {
+    // The PIN was hashed with weaker (older) parameters than the live ones: the first
+    // right verify compares (one) and stores a fresh hash (two); later ones cost one.
+    let maker = service();
+    let live = pin_core::hash::HashParams {
+        m_kib: 128,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    let s = service_with(cheap_policy().hash_live(live).build().unwrap(), 7);
+    with_imported(&s, &maker);
+    assert_eq!(s.hasher().evaluations(), 0);
+    assert!(is_accepted(&verify(&s, MARIO, CHOSEN, t0())));
+    assert_eq!(s.hasher().evaluations(), 2, "compare and rehash");
+    let stored = subject(&s, MARIO).credential.unwrap().hash;
+    assert!(
+        stored.phc.starts_with("$argon2id$v=19$m=128,t=1,p=1$"),
+        "{}",
+        stored.phc
+    );
+    assert!(is_accepted(&verify(&s, MARIO, CHOSEN, t0())));
+    assert_eq!(s.hasher().evaluations(), 3, "no rehash needed any more");
+    let _ = verify(&s, GIUSEPPE, CHOSEN, t0());
+    assert_eq!(
+        s.hasher().evaluations(),
+        4,
+        "the dummy: one, at the live cost"
+    );
+}
+
+/// The import of MARIO with `f` applied to a good record, and what it answered.
+fn import_dated(s: &Service, f: impl FnOnce(&mut Imported)) -> Result<usize, Error> {
+    let pin = format::parse_input(PinFormat::InpsInUse8, CHOSEN).unwrap();
+    let hash = s
+        .hasher()
+        .hash(&pin, &mut ChaCha20Rng::seed_from_u64(4))
+        .unwrap();
+    let mut record = imported(hash);
+    f(&mut record);
+    s.import(vec![(tax(MARIO), record)], t0())
+}
+
+// rule: INPS-11 — rotation runs from the imported change date: a date in the future (year
+// 9999), an issue in the future, or a change before the issue would defeat or corrupt it.
+// Each is refused naming the record, and nothing is stored.
+#[test]
+fn inps_11_import_refuses_impossible_dates() {
+    let s = service();
+    let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    type Change = Box<dyn FnOnce(&mut Imported)>;
+    let cases: [(&str, Change); 4] = [
+        (
+            "changed_at is in the future",
+            Box::new(move |i| i.changed_at = Some(far)),
+        ),
+        (
+            "changed_at is in the future",
+            Box::new(|i| i.changed_at = Some(t0() + Duration::seconds(1))),
+        ),
+        (
+            "issued_at is in the future",
+            Box::new(|i| {
+                i.issued_at = t0() + Duration::days(1);
+                i.changed_at = None;
+            }),
+        ),
+        (
+            "changed_at is before issued_at",
+            Box::new(|i| i.changed_at = Some(i.issued_at - Duration::seconds(1))),
+        ),
+    ];
+    for (expected, f) in cases {
+        match import_dated(&s, f) {
+            Err(Error::Batch { index: 0, source }) => match *source {
+                Error::Input(pin_core::InputError::Import(m)) => assert_eq!(m, expected),
+                other => panic!("{expected}: {other:?}"),
+            },
+            other => panic!("{expected}: {other:?}"),
+        }
+        assert!(s.store().load(&tax(MARIO)).unwrap().is_none(), "{expected}");
+        assert_eq!(audit_len(&s), 0, "{expected}");
+    }
+    // The edges are possible: issued and changed at the same instant, now.
+    assert_eq!(
+        import_dated(&s, |i| {
+            i.issued_at = t0();
+            i.changed_at = Some(t0());
+        })
+        .unwrap(),
+        1
+    );
+}
+
+// rule: BOTH-2 — only hashes as strong as ours are imported: a salt of 8 bytes (which
+// Argon2 accepts) is refused, naming the record; nothing is stored.
+#[test]
+fn both_2_import_refuses_salts_shorter_than_16_bytes() {
+    let s = service();
+    let pin = format::parse_input(PinFormat::InpsInUse8, CHOSEN).unwrap();
+    let good = s
+        .hasher()
+        .hash(&pin, &mut ChaCha20Rng::seed_from_u64(5))
+        .unwrap();
+    let fields: Vec<&str> = good.phc.split('$').collect();
+    // 8 bytes of salt, unpadded base64: 11 characters.
+    let short = pin_core::hash::PinHash {
+        phc: format!(
+            "${}${}${}${}${}",
+            fields[1], fields[2], fields[3], "c2FsdHNhbHQ", fields[5]
+        ),
+        ..good.clone()
+    };
+    match import_one(&s, short) {
+        Err(Error::Batch { index: 1, source }) => match *source {
+            Error::Hash(HashError::Malformed(m)) => assert!(m.contains("16 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert!(s.store().load(&tax(GIUSEPPE)).unwrap().is_none(), "stored");
+    assert!(s.store().load(&tax(MARIO)).unwrap().is_none(), "stored");
+    assert_eq!(import_one(&s, good).unwrap(), 2);
+}
+
+// rule: INPS-4 — a streamed import stops at the first record its source fails to give,
+// naming it, and stores nothing of the records before it.
+#[test]
+fn inps_4_streamed_import_is_all_or_nothing_when_the_source_fails() {
+    let s = service();
+    let pin = format::parse_input(PinFormat::InpsInUse8, CHOSEN).unwrap();
+    let hash = s
+        .hasher()
+        .hash(&pin, &mut ChaCha20Rng::seed_from_u64(6))
+        .unwrap();
+    let records = vec![
+        Ok((tax(MARIO), imported(hash.clone()))),
+        Ok((
+            tax(GIUSEPPE),
+            Imported {
+                contacts: full_contacts("giuseppe@example.it"),
+                ..imported(hash)
+            },
+        )),
+        Err(pin_core::InputError::Import("the source failed").into()),
+    ];
+    match s.import_streamed(records, t0()) {
+        Err(Error::Batch { index: 2, source }) => assert!(
+            matches!(
+                *source,
+                Error::Input(pin_core::InputError::Import("the source failed"))
+            ),
+            "{source:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.store().load(&tax(MARIO)).unwrap().is_none(), "stored");
+    assert!(s.store().load(&tax(GIUSEPPE)).unwrap().is_none(), "stored");
+    assert_eq!(audit_len(&s), 0);
+}

@@ -12,5 +12,6 @@ mod common;
 mod concurrency;
 mod conformance;
 mod crash;
+mod import;
 mod rows;
 mod secrets;
