@@ -1832,3 +1832,47 @@ fn inps_4_streamed_import_is_all_or_nothing_when_the_source_fails() {
     assert!(s.store().load(&tax(GIUSEPPE)).unwrap().is_none(), "stored");
     assert_eq!(audit_len(&s), 0);
 }
+
+// rule: BOTH-2, INPS-12, POL-8 — every verify outcome costs exactly one Argon2id, so that
+// timing tells no outcome from another (issue 11, defect 9): a wrong PIN, a locked PIN, an
+// unknown subject, a subject with no PIN, and an issued PIN never used in time.
+#[test]
+fn every_verify_outcome_costs_one_hash() {
+    let s = service();
+    let pin16 = inps_web_pin(&s, MARIO, t0());
+    let bad = "AB3CD4EF5GH6JK7L";
+    assert_ne!(bad, pin16);
+    let one = |what: &str, f: &dyn Fn() -> VerifyOutcome| {
+        let before = s.hasher().evaluations();
+        let outcome = f();
+        assert_eq!(
+            s.hasher().evaluations() - before,
+            1,
+            "{what} ({outcome:?}) must cost one Argon2id"
+        );
+        outcome
+    };
+    // (The right PIN's cost is checked by hash_evaluations_none_to_construct_…; using it
+    // here would end the "never used" state checked below.)
+    assert!(matches!(
+        one("a wrong PIN", &|| verify(&s, MARIO, bad, t0())),
+        VerifyOutcome::Rejected { .. }
+    ));
+    assert_eq!(
+        one("an unknown subject", &|| verify(&s, GIUSEPPE, bad, t0())),
+        VerifyOutcome::NoPin
+    );
+    // Never used in time: the answer is the same for any input, at the same cost.
+    let late = t0() + Duration::days(400);
+    assert!(matches!(
+        one("an expired unused PIN", &|| verify(&s, MARIO, bad, late)),
+        VerifyOutcome::Expired { .. }
+    ));
+    for _ in 0..10 {
+        let _ = verify(&s, MARIO, bad, t0());
+    }
+    assert_eq!(
+        one("a locked PIN", &|| verify(&s, MARIO, &pin16, t0())),
+        VerifyOutcome::Locked
+    );
+}
