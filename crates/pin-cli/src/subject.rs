@@ -4,7 +4,7 @@
 use pin_core::command::{Check, Command};
 use pin_core::service::ChangeOutcome;
 use pin_core::store::Store;
-use pin_core::subject::{Level, Profile};
+use pin_core::subject::Level;
 use pin_core::tax_code::TaxCode;
 use pin_core::{Actor, VerifyOutcome};
 use serde_json::{Value, json};
@@ -85,16 +85,10 @@ pub(crate) fn change<S: Store>(
     actor: &Actor,
 ) -> Result<Done, Failure> {
     require_subject(actor, "change a PIN")?;
-    // A NoiPA PIN has no change (its 5 digits are only ever issued): refuse before the
-    // current PIN is read, so that no attempt is counted for a change that cannot happen. A
-    // tax code not on record goes on to the PIN, which then does not authenticate, as for a
-    // person whose PIN is wrong: the answer does not tell who is on record.
-    let profile = known(svc.status(tax, ctx.now))?.map(|st| st.subject.profile());
-    if profile == Some(Profile::Noipa) {
-        return Err(Failure::refused(
-            "a NoiPA PIN cannot be changed by its holder; the RID issues a new one (pin identify)",
-        ));
-    }
+    // Every subject's current PIN is checked first: a NoiPA PIN has no change (its 5 digits
+    // are only ever issued), but refusing before the PIN would tell a NoiPA employee from an
+    // INPS citizen or a tax code not on record. A wrong PIN is a guess, counted as one; the
+    // right NoiPA PIN is then refused with the way that works (the RID).
     let mut reader = PinReader::new();
     let current = reader.read("Current PIN")?;
     let new = if generate {
@@ -102,7 +96,17 @@ pub(crate) fn change<S: Store>(
     } else {
         Some(reader.read_new("New PIN (8 characters)")?)
     };
-    match svc.change_pin(tax, &current, new.as_deref().map(String::as_str), ctx.now)? {
+    let changed = svc.change_pin(tax, &current, new.as_deref().map(String::as_str), ctx.now);
+    if let Err(pin_core::Error::Refused(pin_core::Refusal::NotForProfile {
+        profile: "NoiPA",
+        ..
+    })) = changed
+    {
+        return Err(Failure::refused(
+            "a NoiPA PIN cannot be changed by its holder; the RID issues a new one (pin identify)",
+        ));
+    }
+    match changed? {
         ChangeOutcome::NotAuthenticated(outcome) => Ok(not_authenticated("change", tax, &outcome)),
         ChangeOutcome::Changed { revealed } => {
             let mut json = json!({ "subject": tax.as_str(), "changed": true, "pin_length": 8 });

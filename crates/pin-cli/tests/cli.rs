@@ -633,13 +633,14 @@ fn noipa_lifecycle() {
         "may not",
     );
 
-    // NoiPA PINs are not changed by their holder: refused before any attempt is counted.
-    env.fails_unchanged(
-        &["change", MARIO],
-        &format!("{pin2}\nABCDEFGH\n"),
-        5,
-        "cannot be changed",
-    );
+    // NoiPA PINs are not changed by their holder. The PIN is checked first, as for
+    // everyone, so that the answer does not tell a NoiPA employee apart: a wrong PIN is
+    // rejected (and counted, like any guess), the right one is then refused with the RID.
+    let v = env.json(&["change", MARIO], "00000\nK7QM2ZXA\n", 3);
+    assert_eq!(v["outcome"], "rejected");
+    let out = env.run(&["change", MARIO], &format!("{pin2}\nK7QM2ZXA\n"));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be changed"), "{}", out.stderr);
 
     // The outbox lists names only.
     let v = env.json(&["outbox", MARIO], "", 0);

@@ -24,7 +24,7 @@ use crate::policy::Policy;
 use crate::secret::Pin;
 use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
-use crate::subject::{Attempts, Channel, DeliveryState, Profile, Subject};
+use crate::subject::{Attempts, Channel, DeliveryState, Subject};
 use crate::tax_code::TaxCode;
 use crate::verify::{self, Plan, Purpose, VerifyOutcome};
 
@@ -838,17 +838,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             ),
             None => NewPin::Generated,
         };
-        // Refuse what the PIN could not make possible before counting an attempt on it.
-        if self
-            .load(tax)?
-            .is_some_and(|l| l.subject.profile() == Profile::Noipa)
-        {
-            return Err(Refusal::NotForProfile {
-                action: "change_pin",
-                profile: "NoiPA",
-            }
-            .into());
-        }
+        // The PIN is checked first, for every subject: a NoiPA employee (who has no change
+        // of PIN) is refused only after the right PIN, so that the answer to a wrong PIN
+        // does not tell a NoiPA employee from an INPS citizen. A wrong PIN given here is a
+        // guess like any other and is counted as one.
         let v = self.authenticate(tax, current, Purpose::Change, now)?;
         let Some(authenticated) = v.proof else {
             return Ok(ChangeOutcome::NotAuthenticated(v.outcome));

@@ -835,3 +835,41 @@ fn pol_6_notices_go_before_the_pin() {
         vec!["notice", "notice", "pin"]
     );
 }
+
+// rule: NOIPA-1, INPS-3, INPS-12 — a change of PIN checks the current PIN first for every
+// subject: a wrong PIN gets the same answer from a NoiPA employee (who has no change) as
+// from an INPS citizen, and counts as the guess it is; the right NoiPA PIN is then refused.
+#[test]
+fn change_answers_a_wrong_pin_alike_for_noipa_and_inps() {
+    let s = service();
+    let _ = enrol_employee(
+        &s,
+        MARIO,
+        email_only("m@example.it"),
+        date(2020, 1, 1),
+        t0(),
+    )
+    .unwrap();
+    let noipa_pin = inbox(&s).pop().unwrap().text;
+    dispositivo_in_use(&s, LAURA, "laura@example.it");
+    let wrong_noipa = if noipa_pin == "13579" {
+        "24680"
+    } else {
+        "13579"
+    };
+    let noipa = s.change_pin(&tax(MARIO), wrong_noipa, Some("W9RT4HJC"), t0());
+    let inps = s.change_pin(&tax(LAURA), "R7KX2MQ8", Some("W9RT4HJC"), t0());
+    assert_eq!(format!("{noipa:?}"), format!("{inps:?}"));
+    assert!(matches!(
+        noipa,
+        Ok(ChangeOutcome::NotAuthenticated(
+            VerifyOutcome::Rejected { .. }
+        ))
+    ));
+    assert_eq!(s.status(&tax(MARIO), t0()).unwrap().attempts.failures, 1);
+    let right = s.change_pin(&tax(MARIO), &noipa_pin, Some("W9RT4HJC"), t0());
+    assert!(
+        matches!(right, Err(Error::Refused(Refusal::NotForProfile { .. }))),
+        "{right:?}"
+    );
+}
