@@ -504,7 +504,7 @@ pub(crate) fn secret_of(body: &str) -> Option<Zeroizing<String>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -519,6 +519,50 @@ mod tests {
             (3, 1, 2, "sms")
         );
         assert!(parse_file_name("notes.txt").is_none());
+    }
+
+    /// The names in `dir`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_message_appears_under_its_name_only_whole_and_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FileOutbox::new(dir.path().join("outbox"));
+        outbox.ensure_dir().unwrap();
+        let final_path = outbox.dir.join("X-s1-p1of1-sms.txt");
+        let staged = outbox.staged("a message", b"PIN: 48213\n").unwrap();
+        // Staged: written and synced, but only under a temporary name.
+        assert!(!final_path.exists());
+        let tmp = names(&outbox.dir);
+        assert_eq!(tmp.len(), 1);
+        assert!(
+            tmp[0].starts_with(".pin-") && tmp[0].ends_with(".tmp"),
+            "{tmp:?}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = staged.as_file().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        publish(staged, &final_path).unwrap();
+        outbox.sync_dir("a message").unwrap();
+        assert_eq!(std::fs::read(&final_path).unwrap(), b"PIN: 48213\n");
+        assert_eq!(names(&outbox.dir), vec!["X-s1-p1of1-sms.txt".to_owned()]);
+        // A second message under the same name is refused; the first stays, nothing is left.
+        let again = outbox.staged("a message", b"PIN: 99999\n").unwrap();
+        let err = publish(again, &final_path).unwrap_err();
+        assert_eq!(err.error.kind(), ErrorKind::AlreadyExists);
+        drop(err);
+        assert_eq!(std::fs::read(&final_path).unwrap(), b"PIN: 48213\n");
+        assert_eq!(names(&outbox.dir), vec!["X-s1-p1of1-sms.txt".to_owned()]);
     }
 
     #[test]
