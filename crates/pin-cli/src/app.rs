@@ -17,7 +17,7 @@ use crate::cli::{DeliveryArgs, Global, NotifierArg};
 use crate::db::{Access, AnyStore, Db};
 use crate::exit::Failure;
 use crate::key;
-use crate::outbox::{FileOutbox, file_name};
+use crate::outbox::{self, FileOutbox, file_name};
 
 /// The environment variable that selects tiny Argon2 costs, **for tests only**.
 pub(crate) const FAST_HASH_ENV: &str = "PIN_INSECURE_FAST_HASH";
@@ -173,7 +173,13 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
 
 /// The notifier: everything into the outbox, except e-mail and PEC over SMTP under
 /// `--notifier smtp`.
+///
+/// An existing outbox directory that others can reach gets a warning on stderr (it is not
+/// refused: the operator chose it, as for the key file).
 fn notifier(ctx: &Ctx) -> Result<ChannelRouter, Failure> {
+    if let Some(w) = outbox::permission_warning(&ctx.outbox) {
+        eprintln!("pin: warning: {w}");
+    }
     let router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
     let Some(args) = &ctx.smtp else {
         return Ok(router);

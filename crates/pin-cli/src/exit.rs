@@ -12,12 +12,18 @@
 //! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
 //! | 8 | the audit chain does not verify (tampering or corruption) |
 //! | 9 | try again later: the database was busy, or other attempts on the PIN are still being checked; nothing was counted or changed |
+//! | 10 | not delivered: the command was saved (a PIN was issued; any earlier one no longer works) but a part of it did not reach its channel (outbox not writable, relay down or refusing); nobody has the new PIN — fix the delivery and re-send, which issues a fresh PIN (POL-3) |
 //!
 //! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
 //! to do; with `--json` the same failure is also printed on stdout as one JSON object
 //! `{"ok": false, "error": {"kind": …, "message": …, "exit_code": …, "retryable": …}}`;
 //! `retryable` is true exactly for exit code 9 (the same command may succeed later
 //! unchanged: a busy database says "busy: retry …", never to check permissions).
+//!
+//! Exit code 10 is the one failure after which something WAS saved: the command's report is
+//! printed as on success, with `"ok": false`, `"saved": true`, `"delivered": false`,
+//! `"exit_code": 10` and the same `error` object (kind `undelivered`), and the deliveries
+//! that did not happen have `"file": null`.
 
 use std::fmt;
 
@@ -37,7 +43,9 @@ Exit codes:
   6  PIN not usable here (must_change, expired, insufficient_level, no_pin)
   7  storage failure (database or key file missing, unreadable, corrupt)
   8  the audit chain does not verify
-  9  try again later (database busy, or attempts in flight); nothing counted or changed";
+  9  try again later (database busy, or attempts in flight); nothing counted or changed
+ 10  not delivered: the PIN was issued and saved (any earlier one no longer works) but
+     did not reach the person; fix the outbox or relay, then `pin resend` (a fresh PIN)";
 
 /// Why a command failed, which fixes the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub(crate) enum Kind {
     /// Nothing was done; the same command may succeed later (busy database, attempts in
     /// flight).
     Retry,
+    /// The command was saved but its PIN did not reach the person.
+    Undelivered,
 }
 
 impl Kind {
@@ -76,6 +86,7 @@ impl Kind {
             Self::Storage => 7,
             Self::Integrity => 8,
             Self::Retry => 9,
+            Self::Undelivered => 10,
         }
     }
 
@@ -91,6 +102,7 @@ impl Kind {
             Self::Storage => "storage",
             Self::Integrity => "integrity",
             Self::Retry => "retry",
+            Self::Undelivered => "undelivered",
         }
     }
 

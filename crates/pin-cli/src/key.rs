@@ -80,8 +80,29 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
+/// The refusal of a key file that is not a regular file.
+fn not_regular(path: &Path, meta: &std::fs::Metadata) -> Failure {
+    let what = if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file (a FIFO, socket or device)"
+    };
+    Failure::storage(format!(
+        "the key file {} is {what}; it must be a regular file holding 64 hexadecimal digits (pass the right --key-file)",
+        path.display()
+    ))
+}
+
 /// Reads the key file at `path` and builds the keyring.
+///
+/// Only a regular file (or a link to one) is read: a FIFO, socket or device is refused
+/// before it is opened, so the command never waits for a writer that never comes.
 pub(crate) fn load(path: &Path) -> Result<Keyring, Failure> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(not_regular(path, &meta));
+    }
     let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => Failure::storage(format!(
             "no key file at {}; run `pin init` to create the database and its key, or pass --key-file",
@@ -89,6 +110,13 @@ pub(crate) fn load(path: &Path) -> Result<Keyring, Failure> {
         )),
         _ => Failure::storage(format!("cannot read the key file {}: {e}", path.display())),
     })?;
+    // The name may have been replaced between the check and the open.
+    let meta = file.metadata().map_err(|e| {
+        Failure::storage(format!("cannot read the key file {}: {e}", path.display()))
+    })?;
+    if !meta.is_file() {
+        return Err(not_regular(path, &meta));
+    }
     let mut text = Zeroizing::new(Vec::new());
     Read::by_ref(&mut file)
         .take(4096)

@@ -20,10 +20,15 @@
 //! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
 //! | 8 | the audit chain does not verify |
 //! | 9 | try again later: the database was busy (`busy: retry …`), or other attempts on the PIN are still being checked; nothing was counted or changed |
+//! | 10 | not delivered: the PIN was issued and saved (any earlier one no longer works) but did not reach the person; fix the outbox or relay and run `pin resend` (a fresh PIN, POL-3) |
 //!
 //! Errors are one line on stderr (`pin: error: …`); with `--json` the failure is also one
 //! JSON object on stdout, whose `retryable` is true for exit code 9. A failed command
-//! changes nothing.
+//! changes nothing — except exit code 10, where the command's report is printed with
+//! `"ok": false`, `"saved": true`, `"delivered": false` and the `error` object.
+//!
+//! A closed standard output (`pin completions bash | head -1`) ends the command quietly,
+//! as other Unix tools do: nothing on stderr, and the command's own exit code.
 //!
 //! # Under load
 //!
@@ -104,8 +109,18 @@ fn main_inner(json_hint: bool) -> ExitCode {
     };
     if let Cmd::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "pin", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "pin", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            // The reader stopped reading (`| head -1`): not an error, as for other tools.
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => fail(
+                &Failure::internal(format!("cannot write the completion script: {e}")),
+                false,
+            ),
+        };
     }
     if app::fast_hash() {
         eprintln!(
@@ -122,7 +137,17 @@ fn main_inner(json_hint: bool) -> ExitCode {
             } else {
                 write!(out, "{}", done.text)
             };
+            // A closed stdout (`| head`) is the reader's choice: the exit code stays the
+            // command's, and nothing more is printed.
             let _ = written.and_then(|()| out.flush());
+            if let Some(message) = done
+                .json
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(serde_json::Value::as_str)
+            {
+                eprintln!("pin: error: {message}");
+            }
             done.exit
                 .map_or(ExitCode::SUCCESS, |k| ExitCode::from(k.code()))
         }
@@ -143,14 +168,39 @@ fn fail(f: &Failure, json: bool) -> ExitCode {
                 "retryable": f.kind == Kind::Retry,
             },
         });
-        println!("{obj}");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{obj}").and_then(|()| out.flush());
     }
     ExitCode::from(f.kind.code())
 }
 
-/// clap's error as one line, with a pointer to the help.
+/// The most characters of a value an error message repeats.
+const ECHO_MAX: usize = 32;
+
+/// A value as an error message repeats it: at most [`ECHO_MAX`] characters, then `…`.
+fn echo(value: &str) -> String {
+    match value.char_indices().nth(ECHO_MAX) {
+        Some((cut, _)) => format!("{}…", value.get(..cut).unwrap_or_default()),
+        None => value.to_owned(),
+    }
+}
+
+/// clap's error as one line, with a pointer to the help; values it repeats from the command
+/// line are cut to [`ECHO_MAX`] characters (a 100 KB argument is not printed back).
 fn clap_message(e: &clap::Error) -> String {
-    let rendered = e.render().to_string();
+    let mut rendered = e.render().to_string();
+    for (_, value) in e.context() {
+        let values: Vec<&str> = match value {
+            clap::error::ContextValue::String(v) => vec![v.as_str()],
+            clap::error::ContextValue::Strings(vs) => vs.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for v in values {
+            if v.chars().count() > ECHO_MAX {
+                rendered = rendered.replace(v, &echo(v));
+            }
+        }
+    }
     let first = rendered
         .lines()
         .find(|l| !l.trim().is_empty())

@@ -10,8 +10,12 @@
 //! A security notice (POL-6) is written to `<outbox>/<TAX>-notice-<TIME>-<KIND>-<CH>.txt`
 //! (e.g. `RSSMRA85T10A562S-notice-20250115T090000Z-contacts_changed-email.txt`; `-2`, `-3`
 //! … before `.txt` when the name is taken). It carries no secret and has no `PIN` line.
+//!
+//! Every file is written atomically: the body goes to a temporary `.pin-*.tmp` file in the
+//! outbox (mode 0600), which is synced and then renamed to its final name (never replacing
+//! a file there), and the directory is synced. A reader never sees a partial or zero-byte
+//! message under its final name, and a failed write leaves nothing behind.
 
-use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +24,7 @@ use pin_core::notify::{DeliveryError, Notifier, Receipt};
 use pin_core::subject::{Channel, Origin};
 use pin_core::tax_code::TaxCode;
 use serde::Serialize;
+use tempfile::NamedTempFile;
 use zeroize::Zeroizing;
 
 /// A [`Notifier`] writing each message into a directory.
@@ -256,7 +261,9 @@ pub(crate) fn render_notice(n: &Notice) -> String {
 }
 
 impl FileOutbox {
-    /// Creates the outbox directory when missing (mode 0700: it holds secrets).
+    /// Creates the outbox directory when missing (mode 0700: it holds secrets). A directory
+    /// that already exists is the operator's choice and left as it is; the CLI warns when
+    /// others can enter it ([`permission_warning`]).
     fn ensure_dir(&self) -> Result<(), DeliveryError> {
         if self.dir.is_dir() {
             return Ok(());
@@ -275,6 +282,54 @@ impl FileOutbox {
             ))
         })
     }
+
+    /// Writes `body` to a new temporary file in the outbox (mode 0600) and syncs it, so that
+    /// it can be published under its final name by [`publish`].
+    fn staged(&self, what: &str, body: &[u8]) -> Result<NamedTempFile, DeliveryError> {
+        let unavailable = |e: std::io::Error| {
+            DeliveryError::Unavailable(format!(
+                "outbox {}: cannot write {what}: {e}",
+                self.dir.display()
+            ))
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".pin-").suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let mut file = builder.tempfile_in(&self.dir).map_err(unavailable)?;
+        file.write_all(body)
+            .and_then(|()| file.as_file().sync_all())
+            .map_err(unavailable)?;
+        Ok(file)
+    }
+
+    /// Makes the directory entry of a published file durable.
+    fn sync_dir(&self, what: &str) -> Result<(), DeliveryError> {
+        #[cfg(unix)]
+        {
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| {
+                    DeliveryError::Unavailable(format!(
+                        "outbox {}: cannot sync the directory after writing {what}: {e}",
+                        self.dir.display()
+                    ))
+                })?;
+        }
+        #[cfg(not(unix))]
+        let _ = what;
+        Ok(())
+    }
+}
+
+/// Publishes a staged file under `path` without replacing an existing file: the rename is
+/// atomic, so a reader sees the whole message or none. On failure the staged file comes back
+/// (it is deleted when dropped).
+fn publish(file: NamedTempFile, path: &Path) -> Result<(), tempfile::PersistError> {
+    file.persist_noclobber(path).map(drop)
 }
 
 impl Notifier for FileOutbox {
@@ -288,6 +343,7 @@ impl Notifier for FileOutbox {
             channel_name(n.channel)
         );
         let body = render_notice(n);
+        let mut staged = self.staged("a notice", body.as_bytes())?;
         for k in 1..=100u32 {
             let name = if k == 1 {
                 format!("{stem}.txt")
@@ -295,31 +351,17 @@ impl Notifier for FileOutbox {
                 format!("{stem}-{k}.txt")
             };
             let path = self.dir.join(name);
-            let mut options = OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            match options.open(&path) {
-                Ok(mut file) => {
-                    return file
-                        .write_all(body.as_bytes())
-                        .and_then(|()| file.sync_all())
-                        .map(|()| Receipt::Sent)
-                        .map_err(|e| {
-                            DeliveryError::Unavailable(format!(
-                                "outbox {}: cannot write a notice: {e}",
-                                path.display()
-                            ))
-                        });
+            match publish(staged, &path) {
+                Ok(()) => {
+                    self.sync_dir("a notice")?;
+                    return Ok(Receipt::Sent);
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) if e.error.kind() == ErrorKind::AlreadyExists => staged = e.file,
                 Err(e) => {
                     return Err(DeliveryError::Unavailable(format!(
-                        "outbox {}: cannot create a notice file: {e}",
-                        self.dir.display()
+                        "outbox {}: cannot create a notice file: {}",
+                        self.dir.display(),
+                        e.error
                     )));
                 }
             }
@@ -330,48 +372,40 @@ impl Notifier for FileOutbox {
         )))
     }
 
+    /// Writes the message atomically: into a temporary file of the outbox (mode 0600),
+    /// synced, then renamed to its final name (never replacing a file there) and the
+    /// directory synced. A reader never sees a partial or empty message under its final
+    /// name; a failed write leaves no file behind.
     fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
-        let unavailable = |what: &str, e: std::io::Error| {
-            DeliveryError::Unavailable(format!("outbox {}: {what}: {e}", self.dir.display()))
-        };
-        if !self.dir.is_dir() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            // The outbox holds secrets: a folder we create is its owner's alone. A folder
-            // that already exists is the operator's choice and left as it is.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                builder.mode(0o700);
-            }
-            if let Err(e) = builder.create(&self.dir) {
-                return Err(unavailable("cannot create the directory", e));
-            }
-        }
+        self.ensure_dir()?;
         let path = self
             .dir
             .join(file_name(&d.subject, d.serial, d.part, d.of, d.channel));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+        if path.symlink_metadata().is_ok() {
+            return Err(DeliveryError::Refused(format!(
+                "outbox file {} already exists",
+                path.display()
+            )));
         }
-        let mut file = match options.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+        let body = render(d);
+        let staged = self.staged("a message", body.as_bytes())?;
+        match publish(staged, &path) {
+            Ok(()) => {}
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => {
                 return Err(DeliveryError::Refused(format!(
                     "outbox file {} already exists",
                     path.display()
                 )));
             }
-            Err(e) => return Err(unavailable("cannot create a message file", e)),
-        };
-        let body = render(d);
-        file.write_all(body.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| unavailable("cannot write a message file", e))?;
+            Err(e) => {
+                return Err(DeliveryError::Unavailable(format!(
+                    "outbox {}: cannot create a message file: {}",
+                    self.dir.display(),
+                    e.error
+                )));
+            }
+        }
+        self.sync_dir("a message")?;
         // A sealed envelope is handed over in person: delivered for sure.
         Ok(if d.channel == Channel::SealedEnvelope {
             Receipt::Confirmed
@@ -379,6 +413,27 @@ impl Notifier for FileOutbox {
             Receipt::Sent
         })
     }
+}
+
+/// A warning when an existing outbox directory can be entered or read by others than its
+/// owner (it holds PINs in clear until the person reads them).
+pub(crate) fn permission_warning(dir: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(dir).ok()?;
+        let mode = meta.permissions().mode();
+        if meta.is_dir() && mode & 0o077 != 0 {
+            return Some(format!(
+                "the outbox {} can be reached by other users (mode {:o}); it holds PINs in clear: run `chmod 700` on it",
+                dir.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    None
 }
 
 /// One message in the outbox, as `pin outbox` lists it (never its content).
@@ -449,7 +504,7 @@ pub(crate) fn secret_of(body: &str) -> Option<Zeroizing<String>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -464,6 +519,50 @@ mod tests {
             (3, 1, 2, "sms")
         );
         assert!(parse_file_name("notes.txt").is_none());
+    }
+
+    /// The names in `dir`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_message_appears_under_its_name_only_whole_and_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FileOutbox::new(dir.path().join("outbox"));
+        outbox.ensure_dir().unwrap();
+        let final_path = outbox.dir.join("X-s1-p1of1-sms.txt");
+        let staged = outbox.staged("a message", b"PIN: 48213\n").unwrap();
+        // Staged: written and synced, but only under a temporary name.
+        assert!(!final_path.exists());
+        let tmp = names(&outbox.dir);
+        assert_eq!(tmp.len(), 1);
+        assert!(
+            tmp[0].starts_with(".pin-") && tmp[0].ends_with(".tmp"),
+            "{tmp:?}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = staged.as_file().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        publish(staged, &final_path).unwrap();
+        outbox.sync_dir("a message").unwrap();
+        assert_eq!(std::fs::read(&final_path).unwrap(), b"PIN: 48213\n");
+        assert_eq!(names(&outbox.dir), vec!["X-s1-p1of1-sms.txt".to_owned()]);
+        // A second message under the same name is refused; the first stays, nothing is left.
+        let again = outbox.staged("a message", b"PIN: 99999\n").unwrap();
+        let err = publish(again, &final_path).unwrap_err();
+        assert_eq!(err.error.kind(), ErrorKind::AlreadyExists);
+        drop(err);
+        assert_eq!(std::fs::read(&final_path).unwrap(), b"PIN: 48213\n");
+        assert_eq!(names(&outbox.dir), vec!["X-s1-p1of1-sms.txt".to_owned()]);
     }
 
     #[test]

@@ -124,9 +124,17 @@ fn pending_name(p: &Pending) -> Option<&'static str> {
     }
 }
 
-/// One delivery, as printed.
+/// Whether a delivery of this command did not happen: the channel did not take it (left
+/// `pending`) or refused it (`failed`). Nobody holds that part of the PIN.
+fn undelivered(d: &DeliveryReport) -> bool {
+    matches!(d.state, DeliveryState::Pending | DeliveryState::Failed)
+}
+
+/// One delivery, as printed; `file` only for a message that is in the outbox.
 fn delivery_json(ctx: &Ctx, subject: &Subject, d: &DeliveryReport) -> Value {
-    let file = ctx.outbox_file(&subject.tax_code, d.serial, d.part, d.of, d.channel);
+    let file = ctx
+        .outbox_file(&subject.tax_code, d.serial, d.part, d.of, d.channel)
+        .filter(|_| !undelivered(d));
     json!({
         "serial": d.serial,
         "part": d.part,
@@ -174,9 +182,12 @@ pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &E
         text.push_str("  The request waits for an outbound contact-centre call (pin outbound).\n");
     }
     for d in &done.deliveries {
-        let to = ctx
-            .outbox_file(&s.tax_code, d.serial, d.part, d.of, d.channel)
-            .map_or_else(|| "SMTP relay".to_owned(), |f| f.display().to_string());
+        let to = if undelivered(d) {
+            "not delivered".to_owned()
+        } else {
+            ctx.outbox_file(&s.tax_code, d.serial, d.part, d.of, d.channel)
+                .map_or_else(|| "SMTP relay".to_owned(), |f| f.display().to_string())
+        };
         let _ = write!(
             text,
             "  part {} of {} by {}: {} -> {to}",
@@ -193,7 +204,59 @@ pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &E
     for a in &advice {
         let _ = writeln!(text, "  advice: {}", advice_text(a));
     }
-    Done::ok(command, json, text)
+    let mut out = Done::ok(command, json, text);
+    if done.deliveries.iter().any(undelivered) {
+        undelivered_failure(&mut out, done);
+    }
+    out
+}
+
+/// Turns the report of a command whose PIN did not reach the person into a failure (exit
+/// code 10): the command was saved — the PIN was issued and any earlier one no longer
+/// works — but nobody holds the new PIN. The JSON gets `"ok": false`, `"saved": true`,
+/// `"delivered": false` and an `error` object as for other failures; the text ends with
+/// what to do.
+fn undelivered_failure(out: &mut Done, done: &Executed) {
+    let s = &done.subject;
+    let parts: Vec<String> = done
+        .deliveries
+        .iter()
+        .filter(|d| undelivered(d))
+        .map(|d| {
+            format!(
+                "part {} of {} by {} ({})",
+                d.part,
+                d.of,
+                channel_name(d.channel),
+                d.error.as_deref().unwrap_or("not taken")
+            )
+        })
+        .collect();
+    let serial = done
+        .deliveries
+        .first()
+        .map_or_else(String::new, |d| format!(" serial {}", d.serial));
+    let message = format!(
+        "the PIN{serial} was issued and saved and any earlier PIN no longer works, but it was not delivered: {}; nobody has the new PIN — fix the delivery (is the outbox writable? is the relay up?) and run `pin resend {}`, which issues a fresh PIN (POL-3)",
+        parts.join("; "),
+        s.tax_code
+    );
+    let kind = Kind::Undelivered;
+    if let Value::Object(m) = &mut out.json {
+        m.insert("saved".into(), Value::Bool(true));
+        m.insert("delivered".into(), Value::Bool(false));
+        m.insert(
+            "error".into(),
+            json!({
+                "kind": kind.name(),
+                "message": crate::exit::one_line(&message),
+                "exit_code": kind.code(),
+                "retryable": false,
+            }),
+        );
+    }
+    let _ = writeln!(out.text, "  NOT DELIVERED: {message}.");
+    out.exit = Some(kind);
 }
 
 fn advice_text(a: &str) -> &'static str {

@@ -184,8 +184,10 @@ fn flags_work_too_and_a_refused_recipient_fails_the_part() {
         "--as",
         "rid:R042",
     ];
-    let v = json(&pin(d, &args, &[]), 0);
+    // The PIN was issued but reached nobody: exit code 10, "not delivered".
+    let v = json(&pin(d, &args, &[]), 10);
     assert_eq!(v["deliveries"][0]["state"], "failed", "{v}");
+    assert_eq!(v["error"]["kind"], "undelivered", "{v}");
     assert!(
         v["deliveries"][0]["error"]
             .as_str()
