@@ -986,12 +986,17 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 }
             }
         });
-        self.ensure_key_recorded()?;
+        // The fingerprint of the key the imported hashes were made with is recorded once
+        // they are stored, so that a refused import changes nothing (the keyring was already
+        // checked against the store when the service was made).
         let stored = self.store.create_streamed(&mut decided);
         drop(decided);
         match (stored, refused) {
             (_, Some(e)) => Err(e),
-            (Ok(n), None) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            (Ok(n), None) => {
+                self.ensure_key_recorded()?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
             (Err(StoreError::EmailTaken), None) => Err(Error::EmailInUse),
             (Err(other), None) => Err(Error::Store(other)),
         }
