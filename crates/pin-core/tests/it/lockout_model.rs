@@ -16,19 +16,14 @@
 //! - **linearizable**: a right PIN settled as a success never leaves the PIN blocked;
 //! - **audit explains the counter**, and a failed settlement changes nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use chrono::{DateTime, Duration, TimeDelta, TimeZone, Utc};
 use pin_core::attempts::failures_explained;
 use pin_core::audit::AuditEvent;
 use pin_core::command::AttemptsUpdate;
+use pin_core::conformance::lockout::Faulty;
 use pin_core::conformance::sample_subject;
-use pin_core::keycheck::KeyFingerprint;
 use pin_core::memory::MemoryStore;
-use pin_core::secret::KeyId;
-use pin_core::store::{
-    LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
-};
+use pin_core::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement, Store};
 use pin_core::subject::{Role, Subject};
 use pin_core::tax_code::TaxCode;
 use proptest::prelude::*;
@@ -43,63 +38,8 @@ fn tax() -> TaxCode {
     TaxCode::parse("RSSMRA85T10A562S").unwrap()
 }
 
-/// A store whose next settlement fails with a retryable error, touching nothing.
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    fail_next_settle: AtomicBool,
-}
-
-impl Store for FlakyStore {
-    fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
-        self.inner.load(t)
-    }
-    fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.inner.create(s, a)
-    }
-    fn save(
-        &self,
-        s: &Subject,
-        e: u64,
-        u: AttemptsUpdate,
-        a: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.inner.save(s, e, u, a)
-    }
-    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
-        self.inner.reserve_attempt(t, r)
-    }
-    fn settle_attempt(
-        &self,
-        t: &TaxCode,
-        s: u64,
-        l: LeaseId,
-        limit: u32,
-        x: Settlement,
-        a: &AuditEvent,
-    ) -> Result<Settled, StoreError> {
-        if self.fail_next_settle.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Busy("injected: disk full".into()));
-        }
-        self.inner.settle_attempt(t, s, l, limit, x, a)
-    }
-    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
-        self.inner.key_fingerprints()
-    }
-    fn record_key_fingerprint(
-        &self,
-        id: KeyId,
-        f: &KeyFingerprint,
-    ) -> Result<KeyFingerprint, StoreError> {
-        self.inner.record_key_fingerprint(id, f)
-    }
-    fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
-        self.inner.append_audit(e)
-    }
-    fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.audit_log(t)
-    }
-}
+/// The in-memory store with faults armed on demand: a failed settlement touches nothing.
+type FlakyStore = Faulty<MemoryStore>;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -159,7 +99,7 @@ struct World {
 
 impl World {
     fn new(limit: u32) -> Self {
-        let store = FlakyStore::default();
+        let store = FlakyStore::new(MemoryStore::new());
         let subject = sample_subject(tax(), Role::Citizen, "a@example.it", 1);
         let version = store.create(&subject, &[]).unwrap();
         Self {
@@ -207,7 +147,7 @@ impl World {
             Op::FailSettle { n } => {
                 if let Some(i) = self.running(n) {
                     let before = (self.store.load(&tax()).unwrap(), self.audit_len());
-                    self.store.fail_next_settle.store(true, Ordering::SeqCst);
+                    self.store.arm(1, 0);
                     let a = self.attempts[i];
                     let r = self.store.settle_attempt(
                         &tax(),
