@@ -89,7 +89,7 @@ pub(crate) fn change<S: Store>(
     // current PIN is read, so that no attempt is counted for a change that cannot happen. A
     // tax code not on record goes on to the PIN, which then does not authenticate, as for a
     // person whose PIN is wrong: the answer does not tell who is on record.
-    let profile = known(svc.status(tax, ctx.now))?.map(|st| st.subject.profile());
+    let profile = known(svc.status(tax, ctx.now))?.map(|st| st.profile());
     if profile == Some(Profile::Noipa) {
         return Err(Failure::refused(
             "a NoiPA PIN cannot be changed by its holder; the RID issues a new one (pin identify)",
@@ -157,7 +157,16 @@ pub(crate) fn contacts<S: Store>(
     } else {
         Some(svc.status(tax, ctx.now)?)
     };
-    let mut c = status.map(|s| s.subject.contacts).unwrap_or_default();
+    // The status masks the contacts: the change starts from the full ones on record.
+    let mut c = match status {
+        Some(_) => svc
+            .store()
+            .load(tax)
+            .map_err(pin_core::Error::Store)?
+            .map(|l| l.subject.contacts)
+            .unwrap_or_default(),
+        None => pin_core::contact::Contacts::default(),
+    };
     for kind in remove {
         match kind {
             ContactKindArg::Email => c.email = None,

@@ -112,6 +112,7 @@ pub mod rows;
 pub mod secret;
 pub mod self_service;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod subject;
 pub mod tax_code;
