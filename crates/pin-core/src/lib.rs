@@ -119,7 +119,7 @@ pub mod tax_code;
 pub mod verify;
 
 pub use actor::Actor;
-pub use error::{Error, InputError, Refusal};
+pub use error::{Error, ErrorKind, InputError, Refusal};
 pub use policy::Policy;
 pub use subject::{Level, Profile, Role};
 pub use verify::VerifyOutcome;
