@@ -259,6 +259,16 @@ fn notice() -> Notice {
     }
 }
 
+#[test]
+fn debug_of_a_notice_leaves_the_recipient_out() {
+    let debug = format!("{:?}", notice());
+    assert_no_personal_data("Notice Debug", &debug);
+    assert!(
+        debug.contains("PinReset") && debug.ends_with(".. }"),
+        "{debug}"
+    );
+}
+
 fn notify_via<N: Notifier>(n: N) -> Result<Receipt, DeliveryError> {
     n.notify(&notice())
 }
