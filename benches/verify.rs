@@ -392,7 +392,10 @@ fn bench_decisions(c: &mut Criterion) {
             now(),
         )
         .unwrap();
-    let subject = svc.status(&tax, now()).unwrap().subject;
+    let subject = pin_core::store::Store::load(svc.store(), &tax)
+        .unwrap()
+        .unwrap()
+        .subject;
     let serial = subject.credential.as_ref().unwrap().serial;
     let attempts = Attempts {
         serial,

@@ -28,7 +28,7 @@
 use std::fmt;
 
 use pin_core::VerifyOutcome;
-use pin_core::error::Error as CoreError;
+use pin_core::error::{Error as CoreError, ErrorKind};
 use pin_core::store::StoreError;
 
 /// The text of the exit-code table, printed at the end of `pin --help`.
@@ -157,22 +157,14 @@ impl fmt::Display for Failure {
     }
 }
 
-/// The kind of a library error.
+/// The kind of a library error: the core's [`pin_core::error::ErrorKind`], one mapping.
 fn kind_of(e: &CoreError) -> Kind {
-    match e {
-        CoreError::Batch { source, .. } => kind_of(source),
-        CoreError::Input(_) | CoreError::Policy(_) => Kind::Input,
-        CoreError::Refused(pin_core::Refusal::Blocked) => Kind::Locked,
-        e if e.is_retryable() => Kind::Retry,
-        CoreError::Refused(_)
-        | CoreError::UnknownSubject(_)
-        | CoreError::SubjectExists(_)
-        | CoreError::EmailInUse
-        | CoreError::Contention(_)
-        | CoreError::Store(StoreError::Exists | StoreError::NotFound | StoreError::EmailTaken) => {
-            Kind::Refused
-        }
-        CoreError::Store(_) | CoreError::Hash(_) | CoreError::Config(_) => Kind::Storage,
+    match e.kind() {
+        ErrorKind::Input => Kind::Input,
+        ErrorKind::Refused => Kind::Refused,
+        ErrorKind::Locked => Kind::Locked,
+        ErrorKind::Retryable => Kind::Retry,
+        ErrorKind::Config | ErrorKind::Storage => Kind::Storage,
         _ => Kind::Internal,
     }
 }
@@ -206,4 +198,33 @@ impl From<StoreError> for Failure {
 /// Keeps a message on one line.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use pin_core::Refusal;
+    use pin_core::error::InputError;
+
+    use super::*;
+
+    /// The CLI's kinds come from the core's `Error::kind`: one mapping, the exit codes of
+    /// the README's table.
+    #[test]
+    fn core_error_kinds_map_to_exit_codes() {
+        let busy: Box<dyn std::error::Error + Send + Sync> = "locked".into();
+        for (e, code) in [
+            (CoreError::from(InputError::DuplicateContactKind), 2),
+            (CoreError::from(Refusal::Blocked), 4),
+            (CoreError::from(Refusal::SamePin), 5),
+            (CoreError::EmailInUse, 5),
+            (CoreError::from(StoreError::Corrupt("row".into())), 7),
+            (
+                CoreError::from(pin_core::error::ConfigError::TestOnlyHash),
+                7,
+            ),
+            (CoreError::from(StoreError::Busy(busy)), 9),
+        ] {
+            assert_eq!(Failure::from(e).kind.code(), code);
+        }
+    }
 }

@@ -281,8 +281,7 @@ pub(crate) fn summary_state(st: &Status, _now: DateTime<Utc>) -> &'static str {
 
 /// `pin status`.
 pub(crate) fn status(ctx: &Ctx, st: &Status) -> Done {
-    let s = &st.subject;
-    let c = s.credential.as_ref();
+    let c = st.credential.as_ref();
     let state = summary_state(st, ctx.now);
     let deliveries: Vec<Value> = c
         .map(|c| {
@@ -300,16 +299,23 @@ pub(crate) fn status(ctx: &Ctx, st: &Status) -> Done {
                 .collect()
         })
         .unwrap_or_default();
+    let pin_core::service::MaskedContacts {
+        email,
+        mobile,
+        pec,
+        address,
+        ..
+    } = &st.contacts;
     let contacts = json!({
-        "email": s.contacts.email.as_ref().map(pin_core::contact::Email::masked),
-        "mobile": s.contacts.mobile.as_ref().map(pin_core::contact::Mobile::masked),
-        "pec": s.contacts.pec.as_ref().map(pin_core::contact::Email::masked),
-        "address": s.contacts.address.is_some(),
+        "email": email,
+        "mobile": mobile,
+        "pec": pec,
+        "address": address,
     });
     let json = json!({
-        "subject": s.tax_code.as_str(),
-        "profile": profile_name(s.profile()),
-        "role": role_name(s.role),
+        "subject": st.tax_code.as_str(),
+        "profile": profile_name(st.profile()),
+        "role": role_name(st.role),
         "state": state,
         "level": c.map(|c| level_name(c.level)),
         "stage": c.map(|c| stage_name(c.stage)),
@@ -325,18 +331,18 @@ pub(crate) fn status(ctx: &Ctx, st: &Status) -> Done {
         "issued_at": time(c.map(|c| c.issued_at)),
         "changed_at": time(c.and_then(|c| c.changed_at)),
         "first_used_at": time(c.and_then(|c| c.first_used_at)),
-        "pending": pending_name(&s.pending),
-        "cns_holder": s.cns_holder,
-        "represented_by": s.represented_by.as_ref().map(snake),
+        "pending": pending_name(&st.pending),
+        "cns_holder": st.cns_holder,
+        "represented_by": st.represented_by.as_ref().map(snake),
         "contacts": contacts,
     });
     let mut text = format!(
         "{} ({} {}): {}\n",
-        s.tax_code,
-        profile_name(s.profile())
+        st.tax_code,
+        profile_name(st.profile())
             .to_uppercase()
             .replace("NOIPA", "NoiPA"),
-        role_name(s.role),
+        role_name(st.role),
         state.replace('_', " ")
     );
     if let Some(c) = c {

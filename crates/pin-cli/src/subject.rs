@@ -161,7 +161,16 @@ pub(crate) fn contacts<S: Store>(
     } else {
         Some(svc.status(tax, ctx.now)?)
     };
-    let mut c = status.map(|s| s.subject.contacts).unwrap_or_default();
+    // The status masks the contacts: the change starts from the full ones on record.
+    let mut c = match status {
+        Some(_) => svc
+            .store()
+            .load(tax)
+            .map_err(pin_core::Error::Store)?
+            .map(|l| l.subject.contacts)
+            .unwrap_or_default(),
+        None => pin_core::contact::Contacts::default(),
+    };
     for kind in remove {
         match kind {
             ContactKindArg::Email => c.email = None,

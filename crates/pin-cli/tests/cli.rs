@@ -659,6 +659,61 @@ fn noipa_lifecycle() {
     );
 }
 
+/// `pin status --json` carries every field the README lists, and neither the PIN hash nor
+/// a full contact (the core's status is a masked view).
+#[test]
+fn status_json_has_the_documented_fields_and_no_hash_or_full_contact() {
+    let env = Env::initialised();
+    enrol_noipa(
+        &env,
+        MARIO,
+        "mario.rossi@example.it",
+        &["--mobile", "347 123 4567"],
+    );
+    let st = env.json(&["status", MARIO], "", 0);
+    for key in [
+        "ok",
+        "command",
+        "subject",
+        "state",
+        "level",
+        "stage",
+        "pin_length",
+        "serial",
+        "origin",
+        "consecutive_failures",
+        "remaining_attempts",
+        "locked",
+        "deliveries",
+        "rotation_due",
+        "unused_deadline",
+        "issued_at",
+        "changed_at",
+        "first_used_at",
+        "pending",
+        "cns_holder",
+        "represented_by",
+        "profile",
+        "role",
+        "contacts",
+    ] {
+        assert!(st.get(key).is_some(), "no {key:?}: {st}");
+    }
+    for key in ["part", "of", "channel", "state", "updated_at"] {
+        assert!(st["deliveries"][0].get(key).is_some(), "no {key:?}: {st}");
+    }
+    assert_eq!(st["state"], "active");
+    assert_eq!(st["pin_length"], 5);
+    assert_eq!(st["contacts"]["email"], "m***@example.it");
+    assert_eq!(st["contacts"]["mobile"], "+39*******567");
+    assert_eq!(st["contacts"]["pec"], Value::Null);
+    assert_eq!(st["contacts"]["address"], false);
+    let text = st.to_string();
+    for leak in ["$argon2", "mario.rossi", "3471234567"] {
+        assert!(!text.contains(leak), "{leak}: {text}");
+    }
+}
+
 #[test]
 fn lockout_after_ten_wrong_pins_and_recovery_by_identification() {
     let env = Env::initialised();

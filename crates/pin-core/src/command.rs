@@ -407,9 +407,9 @@ pub enum NoticeKind {
 }
 
 /// A security notice (POL-6): tells the person of an action on their PIN or contacts, on
-/// one of the contacts on record *before* the action. It carries no secret of any kind,
-/// so its `Debug` is derived.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// one of the contacts on record *before* the action. It carries no secret of any kind;
+/// its `Debug` leaves the recipient out, as [`Delivery`]'s does (personal data).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Notice {
     /// The subject.
     pub subject: TaxCode,
@@ -421,6 +421,24 @@ pub struct Notice {
     pub recipient: String,
     /// When the action happened.
     pub at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            subject,
+            kind,
+            channel,
+            recipient: _,
+            at,
+        } = self;
+        f.debug_struct("Notice")
+            .field("subject", subject)
+            .field("kind", kind)
+            .field("channel", channel)
+            .field("at", at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notice {

@@ -98,9 +98,20 @@ pub enum ContactError {
 /// (internationalised domains are accepted in their `xn--` form, except for the
 /// top-level domain). The local part is kept as given, since in principle it is
 /// case-sensitive; [`Email::unique_key`] folds it for uniqueness checks.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// `Debug` shows the address masked ([`Email::masked`]): it is personal data.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(_) = self;
+        f.debug_struct("Email")
+            .field("masked", &self.masked())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Whether `c` may appear in an unquoted local part (RFC 5322 `atext`, plus '.').
 fn is_local_char(c: char) -> bool {
@@ -248,9 +259,20 @@ impl From<Email> for String {
 // Mobile
 
 /// A mobile phone number in E.164 form (`+393471234567`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// `Debug` shows the number masked ([`Mobile::masked`]): it is personal data.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Mobile(String);
+
+impl std::fmt::Debug for Mobile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(_) = self;
+        f.debug_struct("Mobile")
+            .field("masked", &self.masked())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Mobile {
     /// Parses and normalises a mobile number; numbers without a country prefix are Italian (+39).
@@ -415,9 +437,18 @@ impl From<Mobile> for String {
 /// control or invisible characters, and at least one digit (a street number or
 /// a postcode; an address *senza numero civico* still has its postcode). Whether
 /// the address exists is validated by an outside registry (INPS-6), not here.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// `Debug` shows nothing of the address: it is personal data.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Address(String);
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(_) = self;
+        f.debug_struct("Address").finish_non_exhaustive()
+    }
+}
 
 /// Invisible formatting characters refused in addresses: zero-width characters
 /// and bidirectional overrides, which can make a printed address differ from
@@ -496,7 +527,9 @@ impl From<Address> for String {
 // Contacts
 
 /// The contacts on record for one subject.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows e-mail, mobile and PEC masked and the address not at all.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contacts {
     /// E-mail address (NoiPA: required, unique among NoiPA users).
     pub email: Option<Email>,
@@ -506,6 +539,23 @@ pub struct Contacts {
     pub pec: Option<Email>,
     /// Residence address, for letters.
     pub address: Option<Address>,
+}
+
+impl std::fmt::Debug for Contacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            email,
+            mobile,
+            pec,
+            address,
+        } = self;
+        f.debug_struct("Contacts")
+            .field("email", email)
+            .field("mobile", mobile)
+            .field("pec", pec)
+            .field("address", address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Contacts {

@@ -60,7 +60,51 @@ pub enum Error {
     Contention(TaxCode),
 }
 
+/// Who must act on an [`Error`], in one word: what a service maps to its answers (an HTTP
+/// status, an exit code) without matching every variant. See [`Error::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is malformed, or the policy is not valid: the caller must fix the call.
+    Input,
+    /// The rules forbid the action now (a refusal, an unknown or existing subject, an
+    /// e-mail address in use); nothing was changed.
+    Refused,
+    /// The PIN is blocked after too many wrong attempts (INPS-12, POL-1, POL-5).
+    Locked,
+    /// The service is configured wrongly for this store (another pepper key, test-only
+    /// hashes): an operator must act.
+    Config,
+    /// Storage failed, or data on record is corrupt or cannot be used.
+    Storage,
+    /// Nothing was changed and the same call may succeed later unchanged (a busy or
+    /// unreachable store, a record that kept changing): [`Error::is_retryable`].
+    Retryable,
+}
+
 impl Error {
+    /// Who must act on this error (see [`ErrorKind`]). A [`Error::Batch`] has the kind of
+    /// the record that failed.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Batch { source, .. } => source.kind(),
+            Self::Input(_) | Self::Policy(_) => ErrorKind::Input,
+            Self::Refused(Refusal::Blocked) => ErrorKind::Locked,
+            Self::Contention(_) => ErrorKind::Retryable,
+            Self::Store(e) if e.is_retryable() => ErrorKind::Retryable,
+            Self::Refused(_)
+            | Self::UnknownSubject(_)
+            | Self::SubjectExists(_)
+            | Self::EmailInUse
+            | Self::Store(StoreError::Exists | StoreError::NotFound | StoreError::EmailTaken) => {
+                ErrorKind::Refused
+            }
+            Self::Config(_) => ErrorKind::Config,
+            Self::Store(_) | Self::Hash(_) => ErrorKind::Storage,
+        }
+    }
+
     /// Whether the same call may succeed later unchanged: the store was busy or
     /// unreachable, or the record kept changing. Nothing was changed in those cases.
     #[must_use]
@@ -264,4 +308,65 @@ pub enum Refusal {
     /// The PIN already has the requested level.
     #[error("the PIN is already of kind dispositivo")]
     AlreadyDispositivo,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn tax() -> TaxCode {
+        TaxCode::parse("RSSMRA85T10A562S").unwrap()
+    }
+
+    fn backend() -> Box<dyn std::error::Error + Send + Sync> {
+        "disk full".into()
+    }
+
+    #[test]
+    fn every_error_has_its_kind() {
+        use ErrorKind::{Config, Input, Locked, Refused, Retryable, Storage};
+        let cases: Vec<(Error, ErrorKind)> = vec![
+            (InputError::DuplicateContactKind.into(), Input),
+            (
+                PolicyError::Zero {
+                    field: "lockout_attempts",
+                }
+                .into(),
+                Input,
+            ),
+            (Refusal::Blocked.into(), Locked),
+            (Refusal::SamePin.into(), Refused),
+            (Error::UnknownSubject(tax()), Refused),
+            (Error::SubjectExists(tax()), Refused),
+            (Error::EmailInUse, Refused),
+            (StoreError::Exists.into(), Refused),
+            (StoreError::NotFound.into(), Refused),
+            (StoreError::EmailTaken.into(), Refused),
+            (ConfigError::WrongKey(KeyId(1)).into(), Config),
+            (ConfigError::TestOnlyHash.into(), Config),
+            (
+                ConfigError::UnusableHash(HashError::UnsupportedAlgorithm).into(),
+                Config,
+            ),
+            (StoreError::Corrupt("bad row".into()).into(), Storage),
+            (StoreError::Backend(backend()).into(), Storage),
+            (HashError::UnsupportedAlgorithm.into(), Storage),
+            (StoreError::Conflict.into(), Retryable),
+            (StoreError::Busy(backend()).into(), Retryable),
+            (StoreError::Unavailable(backend()).into(), Retryable),
+            (Error::Contention(tax()), Retryable),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e:?}");
+            assert_eq!(e.is_retryable(), kind == Retryable, "{e:?}");
+            // A batch has the kind of the record that failed.
+            let batch = Error::Batch {
+                index: 3,
+                source: Box::new(e),
+            };
+            assert_eq!(batch.kind(), kind, "{batch:?}");
+        }
+    }
 }

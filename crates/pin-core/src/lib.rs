@@ -44,7 +44,7 @@
 //! # Example: enrol, issue, verify
 //!
 //! ```
-//! use chrono::{TimeZone, Utc, NaiveDate};
+//! use pin_core::chrono::{TimeZone, Utc, NaiveDate};
 //! use pin_core::command::{Command, Enrolment};
 //! use pin_core::contact::{Contacts, Email};
 //! use pin_core::hash::{HashParams, Keyring};
@@ -55,8 +55,8 @@
 //! use pin_core::subject::Role;
 //! use pin_core::tax_code::TaxCode;
 //! use pin_core::{Actor, Level, Policy, VerifyOutcome};
-//! use rand_chacha::ChaCha20Rng;
-//! use rand_core::SeedableRng;
+//! use pin_core::rand_chacha::ChaCha20Rng;
+//! use pin_core::rand_core::SeedableRng;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The pepper lives outside the store (a key file, a secrets manager).
@@ -91,6 +91,24 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Seeding the generator from the OS
+//!
+//! This crate never reads OS randomness (its lints forbid it), so the caller seeds the
+//! generator, for instance with the `getrandom` crate in the caller's own dependencies, as
+//! `examples/http_service.rs` does:
+//!
+//! ```text
+//! use pin_core::rand_chacha::ChaCha20Rng;
+//! use pin_core::rand_core::SeedableRng;
+//!
+//! let mut seed = [0u8; 32];
+//! getrandom::fill(&mut seed)?;
+//! let rng = ChaCha20Rng::from_seed(seed);
+//! ```
+//!
+//! The crates whose types appear in this API are re-exported ([`chrono`], [`rand_core`],
+//! [`rand_chacha`]), so that a caller names the same versions.
 #![forbid(unsafe_code)]
 
 pub mod actor;
@@ -112,13 +130,20 @@ pub mod rows;
 pub mod secret;
 pub mod self_service;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod subject;
 pub mod tax_code;
 pub mod verify;
 
 pub use actor::Actor;
-pub use error::{Error, InputError, Refusal};
+/// Times in this API are `chrono::DateTime<chrono::Utc>`.
+pub use chrono;
+pub use error::{Error, ErrorKind, InputError, Refusal};
 pub use policy::Policy;
+/// The generator of this API (`ChaCha20Rng` in the examples and the CLI).
+pub use rand_chacha;
+/// The generator traits of this API (`CryptoRng`, `SeedableRng`).
+pub use rand_core;
 pub use subject::{Level, Profile, Role};
 pub use verify::VerifyOutcome;

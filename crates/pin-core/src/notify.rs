@@ -46,14 +46,21 @@ pub trait Notifier {
     }
 }
 
-impl<N: Notifier + ?Sized> Notifier for &N {
-    fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
-        (**self).deliver(d)
-    }
-    fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
-        (**self).notify(n)
-    }
+/// Forwards every method of [`Notifier`], [`Notifier::notify`] included.
+macro_rules! forward_notifier {
+    ($($ty:ty),+) => {$(
+        impl<N: Notifier + ?Sized> Notifier for $ty {
+            fn deliver(&self, d: &Delivery) -> Result<Receipt, DeliveryError> {
+                (**self).deliver(d)
+            }
+            fn notify(&self, n: &Notice) -> Result<Receipt, DeliveryError> {
+                (**self).notify(n)
+            }
+        }
+    )+};
 }
+
+forward_notifier!(&N, Box<N>, std::sync::Arc<N>);
 
 /// A message kept by [`MemoryOutbox`].
 pub struct OutboxMessage {

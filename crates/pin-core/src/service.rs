@@ -183,24 +183,7 @@ impl State {
     }
 }
 
-/// A subject's state, for display. Holds no secret.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Status {
-    /// The summary at the time asked.
-    pub state: State,
-    /// The record.
-    pub subject: Subject,
-    /// The attempt counter.
-    pub attempts: Attempts,
-    /// Whether the current PIN is locked.
-    pub locked: bool,
-    /// Wrong attempts left.
-    pub remaining_attempts: u32,
-    /// When the periodic change is due.
-    pub rotation_due: Option<DateTime<Utc>>,
-    /// When an unused PIN stops working.
-    pub unused_deadline: Option<DateTime<Utc>>,
-}
+pub use crate::status::{CredentialSummary, MaskedContacts, Status};
 
 /// The driver: a store, a notifier, the policy, the hasher and a random generator.
 pub struct PinService<S, N, R> {
@@ -1002,7 +985,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         }
     }
 
-    /// The subject's state at `now`.
+    /// The subject's state at `now`, as a view with no PIN hash and masked contacts.
     ///
     /// # Errors
     /// [`Error::UnknownSubject`], storage failures.
@@ -1036,15 +1019,15 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 crate::subject::Stage::Active => State::Active,
             },
         };
-        Ok(Status {
+        Ok(Status::new(
             state,
+            &l.subject,
+            counter,
             locked,
-            remaining_attempts: limit.saturating_sub(counter.failures),
+            limit.saturating_sub(counter.failures),
             rotation_due,
             unused_deadline,
-            attempts: counter,
-            subject: l.subject,
-        })
+        ))
     }
 }
 

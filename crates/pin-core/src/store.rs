@@ -229,65 +229,73 @@ pub fn outbound_queue(subjects: impl IntoIterator<Item = Subject>) -> Vec<Subjec
     waiting.into_iter().map(|(_, s)| s).collect()
 }
 
-impl<S: Store + ?Sized> Store for &S {
-    fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
-        (**self).load(t)
-    }
-    fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
-        (**self).create(s, a)
-    }
-    fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
-        (**self).create_many(b)
-    }
-    fn create_streamed(
-        &self,
-        b: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
-    ) -> Result<u64, StoreError> {
-        (**self).create_streamed(b)
-    }
-    fn save(
-        &self,
-        s: &Subject,
-        e: u64,
-        u: AttemptsUpdate,
-        a: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        (**self).save(s, e, u, a)
-    }
-    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
-        (**self).reserve_attempt(t, r)
-    }
-    fn settle_attempt(
-        &self,
-        t: &TaxCode,
-        s: u64,
-        l: LeaseId,
-        limit: u32,
-        x: Settlement,
-        a: &AuditEvent,
-    ) -> Result<Settled, StoreError> {
-        (**self).settle_attempt(t, s, l, limit, x, a)
-    }
-    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
-        (**self).key_fingerprints()
-    }
-    fn record_key_fingerprint(
-        &self,
-        id: KeyId,
-        f: &KeyFingerprint,
-    ) -> Result<KeyFingerprint, StoreError> {
-        (**self).record_key_fingerprint(id, f)
-    }
-    fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
-        (**self).append_audit(e)
-    }
-    fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
-        (**self).audit_log(t)
-    }
-    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
-        (**self).awaiting_outbound()
-    }
+/// Forwards every method of [`Store`], provided ones included (a store that overrides
+/// [`Store::create_many`] or [`Store::awaiting_outbound`] keeps its own behind a pointer).
+macro_rules! forward_store {
+    ($($ty:ty),+) => {$(
+        impl<S: Store + ?Sized> Store for $ty {
+            fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
+                (**self).load(t)
+            }
+            fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
+                (**self).create(s, a)
+            }
+            fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+                (**self).create_many(b)
+            }
+            fn create_streamed(
+                &self,
+                b: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+            ) -> Result<u64, StoreError> {
+                (**self).create_streamed(b)
+            }
+            fn save(
+                &self,
+                s: &Subject,
+                e: u64,
+                u: AttemptsUpdate,
+                a: &[AuditEvent],
+            ) -> Result<u64, StoreError> {
+                (**self).save(s, e, u, a)
+            }
+            fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
+                (**self).reserve_attempt(t, r)
+            }
+            fn settle_attempt(
+                &self,
+                t: &TaxCode,
+                s: u64,
+                l: LeaseId,
+                limit: u32,
+                x: Settlement,
+                a: &AuditEvent,
+            ) -> Result<Settled, StoreError> {
+                (**self).settle_attempt(t, s, l, limit, x, a)
+            }
+            fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
+                (**self).key_fingerprints()
+            }
+            fn record_key_fingerprint(
+                &self,
+                id: KeyId,
+                f: &KeyFingerprint,
+            ) -> Result<KeyFingerprint, StoreError> {
+                (**self).record_key_fingerprint(id, f)
+            }
+            fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
+                (**self).append_audit(e)
+            }
+            fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
+                (**self).audit_log(t)
+            }
+            fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+                (**self).awaiting_outbound()
+            }
+        }
+    )+};
 }
+
+forward_store!(&S, Box<S>, std::sync::Arc<S>);
 
 /// The counter a save leaves behind: the shared rule every store applies.
 #[must_use]

@@ -261,7 +261,9 @@ pub enum Pending {
 }
 
 /// The record of one subject.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows the contacts masked (see [`Contacts`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     /// The *codice fiscale* (tax code) identifying the person.
     pub tax_code: TaxCode,
@@ -296,6 +298,45 @@ pub struct Subject {
     pub resends: Vec<DateTime<Utc>>,
     /// When the subject was created.
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            tax_code,
+            role,
+            contacts,
+            registered,
+            cns_holder,
+            enrolled_on,
+            identified_at,
+            represented_by,
+            declaration,
+            verified_pin,
+            pending,
+            credential,
+            last_serial,
+            resends,
+            created_at,
+        } = self;
+        f.debug_struct("Subject")
+            .field("tax_code", tax_code)
+            .field("role", role)
+            .field("contacts", contacts)
+            .field("registered", registered)
+            .field("cns_holder", cns_holder)
+            .field("enrolled_on", enrolled_on)
+            .field("identified_at", identified_at)
+            .field("represented_by", represented_by)
+            .field("declaration", declaration)
+            .field("verified_pin", verified_pin)
+            .field("pending", pending)
+            .field("credential", credential)
+            .field("last_serial", last_serial)
+            .field("resends", resends)
+            .field("created_at", created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subject {

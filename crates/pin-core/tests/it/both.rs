@@ -177,14 +177,15 @@ fn flaky_verify(s: &FlakyService, code: &str, pin: &str, now: DateTime<Utc>) -> 
 }
 
 fn flaky_subject(s: &FlakyService, code: &str) -> Subject {
-    s.status(&tax(code), t0()).unwrap().subject
+    s.store().load(&tax(code)).unwrap().unwrap().subject
 }
 
 /// Every string of the stored state of `code`: the record, the status and the whole audit
 /// log, as JSON.
 fn stored_text<S: Store, N: Notifier>(s: &PinService<S, N, ChaCha20Rng>, code: &str) -> String {
     let status = s.status(&tax(code), t0()).unwrap();
-    let record = serde_json::to_string(&status.subject).unwrap();
+    let record =
+        serde_json::to_string(&s.store().load(&tax(code)).unwrap().unwrap().subject).unwrap();
     let status = serde_json::to_string(&status).unwrap();
     let audit = serde_json::to_string(&s.store().audit_log(None).unwrap()).unwrap();
     format!("{record}\n{status}\n{audit}")

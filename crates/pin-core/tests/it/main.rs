@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod api;
 mod both;
 mod driver;
 mod harness;

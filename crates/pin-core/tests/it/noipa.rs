@@ -105,7 +105,7 @@ fn authorize_at(
     now: DateTime<Utc>,
 ) -> Result<(), Refusal> {
     let st = s.status(&tax(code), now).unwrap();
-    authorize(&st.subject, &st.attempts, svc, p, now)
+    authorize(&subject(s, code), &st.attempts, svc, p, now)
 }
 
 fn proof(s: &Service, code: &str, pin: &str, now: DateTime<Utc>) -> Option<Authenticated> {

@@ -408,7 +408,7 @@ fn noipa_11_self_service_refuses_a_change_proof() {
     let st = s.status(&tax(MARIO), t0()).unwrap();
     assert!(matches!(
         authorize(
-            &st.subject,
+            &subject(&s, MARIO),
             &st.attempts,
             SelfService::SmallLoan,
             &Proof::Pin(&p),
@@ -419,7 +419,7 @@ fn noipa_11_self_service_refuses_a_change_proof() {
     let p = proof(&s, MARIO, &pin, access(), t0());
     assert_eq!(
         authorize(
-            &st.subject,
+            &subject(&s, MARIO),
             &st.attempts,
             SelfService::SmallLoan,
             &Proof::Pin(&p),
@@ -487,7 +487,7 @@ fn pol_1_self_service_refuses_a_proof_after_the_lock() {
     assert!(st.attempts.blocked);
     assert_eq!(
         authorize(
-            &st.subject,
+            &subject(&s, MARIO),
             &st.attempts,
             SelfService::SmallLoan,
             &Proof::Pin(&p),
@@ -535,7 +535,7 @@ fn proof_expires_after_proof_ttl() {
     let st = s.status(&tax(LAURA), t).unwrap();
     let at = |now| {
         authorize(
-            &st.subject,
+            &subject(&s, LAURA),
             &st.attempts,
             SelfService::ResidenceChange,
             &Proof::Pin(&p),
@@ -1329,7 +1329,6 @@ fn both_1_compare_of_a_replaced_pin_is_not_accepted() {
     let old_serial = s
         .status(&tax(MARIO), t0())
         .unwrap()
-        .subject
         .credential
         .unwrap()
         .serial;
@@ -1343,7 +1342,7 @@ fn both_1_compare_of_a_replaced_pin_is_not_accepted() {
     );
     assert!(v.proof.is_none());
     let st = s.status(&tax(MARIO), t0()).unwrap();
-    assert_eq!(st.subject.credential.unwrap().serial, old_serial + 1);
+    assert_eq!(st.credential.unwrap().serial, old_serial + 1);
     // The old PIN is a wrong PIN against the new credential, counted on it.
     assert!(
         matches!(v.outcome, VerifyOutcome::Rejected { .. }),
