@@ -3,8 +3,9 @@
 //! What it shows:
 //! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements nine
 //!   methods — `load`, `create`, `save`, `reserve_attempt`, `settle_attempt`,
-//!   `key_fingerprints`, `record_key_fingerprint`, `append_audit`, `audit_log` —
-//!   (`create_many` has a default; override it when your backend has transactions). Each
+//!   `key_fingerprints`, `record_key_fingerprint`, `append_audit`, `audit_log` — and
+//!   `awaiting_outbound` for the contact centre's queue (`create_many` and
+//!   `create_streamed` have defaults; override them when your backend has transactions). Each
 //!   must be atomic. The attempt rules are shared functions (`next_attempts`,
 //!   `reserve_rule`, `settle_rule`): a store reads the counter and the leases in flight,
 //!   applies the rule under its lock or transaction and writes back what it returns; and a
@@ -193,6 +194,14 @@ impl Store for HashMapStore {
 
     fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
         Ok(self.lock().keys.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        // The shared ordering (oldest request first) over the records that wait for the
+        // contact centre's outbound call (INPS-6, INPS-7).
+        Ok(pin_core::store::outbound_queue(
+            self.lock().subjects.values().map(|(s, _, _)| s.clone()),
+        ))
     }
 
     fn record_key_fingerprint(
