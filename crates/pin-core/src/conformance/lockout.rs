@@ -160,21 +160,37 @@ pub fn right_racing_wrong_is_linearizable<S: Store + Sync>(store: S, rounds: u64
     }
 }
 
-/// A store whose next `fail_settles` settlements and `fail_reserves` reservations fail
-/// with a retryable [`StoreError::Busy`] before reaching the inner store.
-pub struct Faulty<S> {
+/// A store instrumented for tests: its next `fail_settles` settlements and `fail_reserves`
+/// reservations fail with a retryable [`StoreError::Busy`] before reaching the inner store,
+/// and it can count the reservations the inner store granted — each is exactly one compare
+/// by a driver, so adapters' tests can check the bound of wrong comparisons.
+pub struct Faulty<'a, S> {
     inner: S,
     fail_settles: AtomicU32,
     fail_reserves: AtomicU32,
+    granted: Option<&'a AtomicU32>,
 }
 
-impl<S> Faulty<S> {
-    /// Wraps `inner`; no faults until armed.
+/// The same wrapper, used to count granted reservations ([`Faulty::counting`]).
+pub type Counting<'a, S> = Faulty<'a, S>;
+
+impl<'a, S> Faulty<'a, S> {
+    /// Wraps `inner`; no faults until armed, nothing counted.
     pub fn new(inner: S) -> Self {
         Self {
             inner,
             fail_settles: AtomicU32::new(0),
             fail_reserves: AtomicU32::new(0),
+            granted: None,
+        }
+    }
+
+    /// Wraps `inner`, adding every reservation it grants to `granted` (which several
+    /// wrappers, e.g. one per thread or connection, may share).
+    pub fn counting(inner: S, granted: &'a AtomicU32) -> Self {
+        Self {
+            granted: Some(granted),
+            ..Self::new(inner)
         }
     }
 
@@ -195,12 +211,24 @@ fn busy() -> StoreError {
     StoreError::Busy("injected fault: the database is locked".into())
 }
 
-impl<S: Store> Store for Faulty<S> {
+impl<S: Store> Store for Faulty<'_, S> {
     fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
         self.inner.load(t)
     }
     fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
         self.inner.create(s, a)
+    }
+    fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
+        self.inner.create_many(b)
+    }
+    fn create_streamed(
+        &self,
+        b: &mut dyn Iterator<Item = Result<(Subject, Vec<AuditEvent>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        self.inner.create_streamed(b)
+    }
+    fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
+        self.inner.awaiting_outbound()
     }
     fn save(
         &self,
@@ -215,7 +243,11 @@ impl<S: Store> Store for Faulty<S> {
         if Self::take(&self.fail_reserves) {
             return Err(busy());
         }
-        self.inner.reserve_attempt(t, r)
+        let answer = self.inner.reserve_attempt(t, r)?;
+        if let (Reservation::Granted { .. }, Some(granted)) = (answer, self.granted) {
+            granted.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(answer)
     }
     fn settle_attempt(
         &self,
@@ -400,68 +432,4 @@ pub fn run_all<S: Store + Sync>(make: &impl Fn() -> S) {
     storage_faults_count_no_right_pin(make());
     misconfiguration_counts_nothing(make());
     key_fingerprint_recorded_by_the_first_write(make());
-}
-
-/// A store that counts the reservations it granted: each is exactly one compare by a
-/// driver, so adapters' tests can check the bound of wrong comparisons.
-pub struct Counting<'a, S> {
-    /// The store counted.
-    pub inner: S,
-    /// Reservations granted so far.
-    pub granted: &'a AtomicU32,
-}
-
-impl<S: Store> Store for Counting<'_, S> {
-    fn load(&self, t: &TaxCode) -> Result<Option<Loaded>, StoreError> {
-        self.inner.load(t)
-    }
-    fn create(&self, s: &Subject, a: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.inner.create(s, a)
-    }
-    fn create_many(&self, b: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
-        self.inner.create_many(b)
-    }
-    fn save(
-        &self,
-        s: &Subject,
-        e: u64,
-        u: AttemptsUpdate,
-        a: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.inner.save(s, e, u, a)
-    }
-    fn reserve_attempt(&self, t: &TaxCode, r: &ReserveRequest) -> Result<Reservation, StoreError> {
-        let answer = self.inner.reserve_attempt(t, r)?;
-        if matches!(answer, Reservation::Granted { .. }) {
-            self.granted.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(answer)
-    }
-    fn settle_attempt(
-        &self,
-        t: &TaxCode,
-        s: u64,
-        l: LeaseId,
-        limit: u32,
-        x: Settlement,
-        a: &AuditEvent,
-    ) -> Result<Settled, StoreError> {
-        self.inner.settle_attempt(t, s, l, limit, x, a)
-    }
-    fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
-        self.inner.key_fingerprints()
-    }
-    fn record_key_fingerprint(
-        &self,
-        id: KeyId,
-        f: &KeyFingerprint,
-    ) -> Result<KeyFingerprint, StoreError> {
-        self.inner.record_key_fingerprint(id, f)
-    }
-    fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
-        self.inner.append_audit(e)
-    }
-    fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.audit_log(t)
-    }
 }

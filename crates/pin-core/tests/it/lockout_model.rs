@@ -39,7 +39,7 @@ fn tax() -> TaxCode {
 }
 
 /// The in-memory store with faults armed on demand: a failed settlement touches nothing.
-type FlakyStore = Faulty<MemoryStore>;
+type FlakyStore = Faulty<'static, MemoryStore>;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {

@@ -43,10 +43,10 @@ fn race_child() {
     let pin = std::env::var(CHILD_PIN).unwrap();
     let seed: u64 = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
     let granted = AtomicU32::new(0);
-    let store = Counting {
-        inner: PostgresStore::open_with_pool_size(&url, 2).unwrap(),
-        granted: &granted,
-    };
+    let store = Counting::counting(
+        PostgresStore::open_with_pool_size(&url, 2).unwrap(),
+        &granted,
+    );
     let svc = service(store, seed);
     let bad = wrong(&pin);
     let (rejected, locked, other) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));

@@ -62,10 +62,7 @@ fn race(run: u64, right_every: Option<usize>) -> Race {
             let (path, t, pin, bad) = (&path, &t, &pin, &bad);
             let (granted, tally, blocked_seen) = (&granted, &tally, &blocked_seen);
             scope.spawn(move || {
-                let store = Counting {
-                    inner: SqliteStore::open(path).unwrap(),
-                    granted,
-                };
+                let store = Counting::counting(SqliteStore::open(path).unwrap(), granted);
                 let svc = service(store, run * 100 + i as u64);
                 for g in 0..GUESSES / THREADS {
                     let right = i == 0 && right_every.is_some_and(|n| g % n == 0);
