@@ -1,5 +1,5 @@
 //! A real SMTP server on 127.0.0.1 for tests (feature `test-relay`): Debian's
-//! `python3-aiosmtpd`, started on a free port with a small handler that stores messages in
+//! `python3-aiosmtpd`, started on a port of its own choosing with a small handler that stores messages in
 //! a maildir and refuses or defers some recipients by their local part:
 //!
 //! | recipient starts with | relay answers |
@@ -15,10 +15,10 @@
 //! `python3` that can import aiosmtpd (Debian's package serves Debian's interpreter, which
 //! a `python3` from pyenv or a virtualenv on the `PATH` may hide).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{SmtpConfig, TlsMode};
 
@@ -88,12 +88,34 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// Serves the handler on 127.0.0.1 at a port the kernel picks, and prints that port once the
+/// server listens. Letting the server bind port 0 itself (instead of handing it a port that
+/// was free a moment ago) means two relays started at once can never share a port: with the
+/// old way one test's relay could talk to another test's server and meet a reset connection
+/// when that test ended.
+const LAUNCHER: &str = r#"
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+from pin_test_relay import Relay
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Relay(sys.argv[1])), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+asyncio.run(main())
+"#;
+
 impl TestRelay {
     /// Starts the server and waits until it listens; `Ok(None)` when aiosmtpd is missing.
     ///
     /// # Errors
     /// When the server cannot be started or does not listen within 15 seconds.
     pub fn start() -> std::io::Result<Option<Self>> {
+        use std::io::BufRead;
         let Some(python) = python() else {
             return Ok(None);
         };
@@ -104,33 +126,34 @@ impl TestRelay {
         ));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("pin_test_relay.py"), HANDLER)?;
-        for _ in 0..3 {
-            let port = free_port()?;
-            let mut child = Command::new(&python)
-                .args(["-m", "aiosmtpd", "-n", "-l"])
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["-c", "pin_test_relay.Relay"])
-                .arg(dir.join("maildir"))
-                .env("PYTHONPATH", &dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Ok(Some(Self { child, port, dir }));
-                }
-                if child.try_wait()?.is_some() {
-                    break; // e.g. the port was taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        std::fs::write(dir.join("pin_test_launch.py"), LAUNCHER)?;
+        let mut child = Command::new(&python)
+            .arg(dir.join("pin_test_launch.py"))
+            .arg(dir.join("maildir"))
+            .env("PYTHONPATH", &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = stdout.map(|out| std::io::BufReader::new(out).read_line(&mut line));
+            let _ = tx.send(read.map(|_| line));
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Some(line)) => line.trim().parse::<u16>().ok(),
+            _ => None,
+        };
+        match port {
+            Some(port) if port != 0 => Ok(Some(Self { child, port, dir })),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(std::io::Error::other("aiosmtpd did not start listening"))
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        Err(std::io::Error::other("aiosmtpd did not start listening"))
     }
 
     /// The port it listens on.
