@@ -346,6 +346,9 @@ impl Mint for NoMint {
     fn matches(&mut self, _: &Pin, _: &pin_core::hash::PinHash) -> Result<bool, pin_core::Error> {
         unreachable!("no hash in a pure decision")
     }
+    fn seal_part(&mut self, _: &pin_core::command::Delivery) -> pin_core::delivery::SealedPart {
+        unreachable!("nothing is issued in a pure decision")
+    }
 }
 
 fn bench_decisions(c: &mut Criterion) {

@@ -204,6 +204,24 @@ impl Store for HashMapStore {
         ))
     }
 
+    fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaxCode>, StoreError> {
+        // The shared rule (earliest due first) over the credentials with a part waiting in
+        // the delivery queue: what `PinService::deliver_due` sends.
+        let inner = self.lock();
+        Ok(pin_core::store::due_queue(
+            inner
+                .subjects
+                .values()
+                .filter_map(|(s, _, _)| s.credential.as_ref().map(|c| (&s.tax_code, c))),
+            now,
+            limit,
+        ))
+    }
+
     fn record_key_fingerprint(
         &self,
         id: KeyId,

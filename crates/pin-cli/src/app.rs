@@ -40,6 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) outbox: PathBuf,
     /// The time the command acts at.
     pub(crate) now: DateTime<Utc>,
+    /// Whether `--now` (or `PIN_NOW`) fixed it.
+    pub(crate) pinned_now: bool,
     /// JSON output.
     pub(crate) json: bool,
     /// The SMTP settings under `--notifier smtp` (e-mail and PEC go there, not the outbox).
@@ -60,6 +62,7 @@ impl Ctx {
             outbox: g.outbox.clone().unwrap_or_else(|| beside.join("outbox")),
             db,
             now: g.now.unwrap_or_else(clock_now),
+            pinned_now: g.now.is_some(),
             json: g.json,
             smtp: (g.delivery.notifier == NotifierArg::Smtp).then(|| g.delivery.clone()),
         }
@@ -72,6 +75,7 @@ impl Ctx {
             key_file: dir.join("pin.key"),
             outbox: dir.join("outbox"),
             now,
+            pinned_now: true,
             json: false,
             smtp: None,
         }
@@ -97,6 +101,11 @@ impl Ctx {
 }
 
 /// The system clock, to the second (the binary may read the clock; pin-core never does).
+/// The time a run of a long-running command acts at: `--now` when given, else the clock.
+pub(crate) fn now(ctx: &Ctx) -> DateTime<Utc> {
+    if ctx.pinned_now { ctx.now } else { clock_now() }
+}
+
 fn clock_now() -> DateTime<Utc> {
     let t = DateTime::<Utc>::from(std::time::SystemTime::now());
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)

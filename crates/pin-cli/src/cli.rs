@@ -242,6 +242,22 @@ hold a CNS (--cns, NOIPA-10).")]
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor)]
         actor: Actor,
     },
+    /// Deliver what waits in the delivery queue: parts of PINs whose channel was unavailable
+    /// (outbox not writable, relay down) or whose process died before writing them. Each
+    /// part is sent at least once, at its due time, with backoff; one that fails for good,
+    /// or stays undeliverable for 24 hours, is marked failed (recover with `pin resend`,
+    /// which then does not count against the re-send limit, POL-3/POL-4).
+    Deliver {
+        /// Keep running: deliver what is due every --interval seconds until stopped.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two runs under --watch.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// At most this many subjects per run.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
+    },
     /// INPS: send a pre-assigned letter carrying the first 8 characters.
     PreAssign {
         /// Tax code.

@@ -269,6 +269,13 @@ impl Store for AnyStore {
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
         self.get().awaiting_outbound()
     }
+    fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaxCode>, StoreError> {
+        self.get().due_deliveries(now, limit)
+    }
 }
 
 #[cfg(test)]

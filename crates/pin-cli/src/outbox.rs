@@ -261,6 +261,63 @@ pub(crate) fn render_notice(n: &Notice) -> String {
 }
 
 impl FileOutbox {
+    /// A message file of that name exists. The same message (a delivery worker sending
+    /// again a part whose receipt was lost when a process died: at least once) is delivered
+    /// already; another body under that name (a file left by an older database) is refused,
+    /// never overwritten.
+    fn already_there(
+        &self,
+        path: &Path,
+        body: &[u8],
+        channel: Channel,
+    ) -> Result<Receipt, DeliveryError> {
+        let existing = Zeroizing::new(std::fs::read(path).unwrap_or_default());
+        if existing.as_slice() == body {
+            return Ok(if channel == Channel::SealedEnvelope {
+                Receipt::Confirmed
+            } else {
+                Receipt::Sent
+            });
+        }
+        Err(DeliveryError::Refused(format!(
+            "outbox file {} already exists with another message",
+            path.display()
+        )))
+    }
+
+    /// Removes the temporary `.pin-*.tmp` files older than `age` that a process killed
+    /// mid-write left in the outbox (they may hold a PIN in clear; the message itself waits
+    /// in the delivery queue and is written again). A writer holds its temporary file for
+    /// milliseconds, so an age of minutes never removes one in use. Returns how many were
+    /// removed.
+    pub(crate) fn sweep_temporaries(&self, age: std::time::Duration) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(".pin-") && name.ends_with(".tmp")) {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|e| e >= age);
+            if meta.is_file() && old {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Creates the outbox directory when missing (mode 0700: it holds secrets). A directory
     /// that already exists is the operator's choice and left as it is; the CLI warns when
     /// others can enter it ([`permission_warning`]).
@@ -381,21 +438,15 @@ impl Notifier for FileOutbox {
         let path = self
             .dir
             .join(file_name(&d.subject, d.serial, d.part, d.of, d.channel));
-        if path.symlink_metadata().is_ok() {
-            return Err(DeliveryError::Refused(format!(
-                "outbox file {} already exists",
-                path.display()
-            )));
-        }
         let body = render(d);
+        if path.symlink_metadata().is_ok() {
+            return self.already_there(&path, body.as_bytes(), d.channel);
+        }
         let staged = self.staged("a message", body.as_bytes())?;
         match publish(staged, &path) {
             Ok(()) => {}
             Err(e) if e.error.kind() == ErrorKind::AlreadyExists => {
-                return Err(DeliveryError::Refused(format!(
-                    "outbox file {} already exists",
-                    path.display()
-                )));
+                return self.already_there(&path, body.as_bytes(), d.channel);
             }
             Err(e) => {
                 return Err(DeliveryError::Unavailable(format!(

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use pin_core::Actor;
 use pin_core::VerifyOutcome;
-use pin_core::service::{DeliveryReport, Executed, Status};
+use pin_core::service::{DeliveryReport, DeliveryRun, Executed, Status};
 use pin_core::subject::{Credential, DeliveryState, Level, Pending, Profile, Role, Stage, Subject};
 use serde_json::{Value, json};
 
@@ -211,6 +211,119 @@ pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &E
     out
 }
 
+/// The report of `pin deliver`: each part taken, and what became of it.
+pub(crate) fn delivered(ctx: &Ctx, run: &DeliveryRun, swept: usize) -> Done {
+    let mut text = String::new();
+    let mut parts = Vec::new();
+    for p in &run.parts {
+        let d = &p.delivery;
+        let file = ctx
+            .outbox_file(&p.subject, d.serial, d.part, d.of, d.channel)
+            .filter(|_| !undelivered(d));
+        let _ = write!(
+            text,
+            "{}: PIN serial {} part {} of {} by {}: {}",
+            p.subject,
+            d.serial,
+            d.part,
+            d.of,
+            channel_name(d.channel),
+            state_name(d.state)
+        );
+        if let Some(f) = &file {
+            let _ = write!(text, " -> {}", f.display());
+        }
+        if let Some(e) = &d.error {
+            let _ = write!(text, " ({e})");
+        }
+        if p.gave_up {
+            let _ = write!(
+                text,
+                "; failed for good: run `pin resend {}` for a fresh PIN (not counted against the re-send limit, POL-3/POL-4)",
+                p.subject
+            );
+        } else if d.state == DeliveryState::Pending {
+            text.push_str("; tried again later");
+        }
+        text.push('\n');
+        parts.push(json!({
+            "subject": p.subject.as_str(),
+            "serial": d.serial,
+            "part": d.part,
+            "of": d.of,
+            "channel": channel_name(d.channel),
+            "state": state_name(d.state),
+            "error": d.error,
+            "gave_up": p.gave_up,
+            "file": file.map(|f| f.display().to_string()),
+        }));
+    }
+    let errors: Vec<Value> = run
+        .errors
+        .iter()
+        .map(|(t, e)| json!({ "subject": t.as_str(), "error": e }))
+        .collect();
+    for (t, e) in &run.errors {
+        let _ = writeln!(text, "{t}: not handled this run, still due: {e}");
+    }
+    if run.parts.is_empty() && run.errors.is_empty() {
+        text.push_str("Nothing is due for delivery.\n");
+    }
+    if swept > 0 {
+        let _ = writeln!(
+            text,
+            "Removed {swept} temporary file(s) a killed process left in the outbox."
+        );
+    }
+    let mut out = Done::ok(
+        "deliver",
+        json!({
+            "delivered": run.delivered(),
+            "deferred": run.deferred(),
+            "failed": run.failed(),
+            "parts": parts,
+            "errors": errors,
+            "swept_temporaries": swept,
+        }),
+        text,
+    );
+    if run.failed() > 0 || run.deferred() > 0 || !run.errors.is_empty() {
+        let kind = Kind::Undelivered;
+        let message = format!(
+            "{} part(s) delivered, {} to be tried again, {} failed for good, {} subject(s) not handled",
+            run.delivered(),
+            run.deferred(),
+            run.failed(),
+            run.errors.len()
+        );
+        if let Value::Object(m) = &mut out.json {
+            m.insert(
+                "error".into(),
+                json!({
+                    "kind": kind.name(),
+                    "message": message,
+                    "exit_code": kind.code(),
+                    "retryable": false,
+                }),
+            );
+        }
+        out.exit = Some(kind);
+    }
+    out
+}
+
+/// Prints the report of one run of `pin deliver --watch` as it happens.
+pub(crate) fn print_progress(ctx: &Ctx, done: &Done) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = if ctx.json {
+        writeln!(out, "{}", done.json_text())
+    } else {
+        write!(out, "{}", done.text)
+    };
+    let _ = out.flush();
+}
+
 /// Turns the report of a command whose PIN did not reach the person into a failure (exit
 /// code 10): the command was saved — the PIN was issued and any earlier one no longer
 /// works — but nobody holds the new PIN. The JSON gets `"ok": false`, `"saved": true`,
@@ -236,11 +349,22 @@ fn undelivered_failure(out: &mut Done, done: &Executed) {
         .deliveries
         .first()
         .map_or_else(String::new, |d| format!(" serial {}", d.serial));
-    let message = format!(
-        "the PIN{serial} was issued and saved and any earlier PIN no longer works, but it was not delivered: {}; nobody has the new PIN — fix the delivery (is the outbox writable? is the relay up?) and run `pin resend {}`, which issues a fresh PIN (POL-3)",
-        parts.join("; "),
-        s.tax_code
-    );
+    let failed = done
+        .deliveries
+        .iter()
+        .any(|d| d.state == DeliveryState::Failed);
+    let message = if failed {
+        format!(
+            "the PIN{serial} was issued and saved and any earlier PIN no longer works, but a channel refused it for good: {}; run `pin resend {}` for a fresh PIN (POL-3; not counted against the re-send limit)",
+            parts.join("; "),
+            s.tax_code
+        )
+    } else {
+        format!(
+            "the PIN{serial} was issued and saved and any earlier PIN no longer works, but it was not delivered yet: {}; it waits, sealed, in the delivery queue — fix the delivery (is the outbox writable? is the relay up?) and run `pin deliver`, which sends it (no new PIN is needed)",
+            parts.join("; ")
+        )
+    };
     let kind = Kind::Undelivered;
     if let Value::Object(m) = &mut out.json {
         m.insert("saved".into(), Value::Bool(true));

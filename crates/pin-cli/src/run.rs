@@ -119,6 +119,11 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
             },
         ),
         Cmd::Queue { actor } => queue(svc, &actor),
+        Cmd::Deliver {
+            watch,
+            interval,
+            limit,
+        } => deliver(ctx, svc, watch, interval, limit),
         Cmd::PreAssign { tax_code, actor } => {
             exec("pre-assign", &tax_code, &actor, Command::PreAssign)
         }
@@ -205,6 +210,37 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
         | Cmd::Completions { .. }
         | Cmd::Hash { .. }
         | Cmd::Audit(_) => Err(Failure::internal("command dispatched twice")),
+    }
+}
+
+/// `pin deliver [--watch]`: runs the delivery worker of the library
+/// ([`pin_core::service::PinService::deliver_due`]) over the outbox (and SMTP under
+/// `--notifier smtp`), after sweeping temporary files a killed process left in the outbox.
+fn deliver<S: Store>(
+    ctx: &Ctx,
+    svc: &Service<S>,
+    watch: bool,
+    interval: u64,
+    limit: u64,
+) -> Result<Done, Failure> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let sweep = crate::outbox::FileOutbox::new(ctx.outbox.clone());
+    let mut swept = 0;
+    loop {
+        swept += sweep
+            .sweep_temporaries(std::time::Duration::from_secs(600))
+            .unwrap_or(0);
+        // Under --watch each run acts at the clock's time (unless --now pins it).
+        let now = if watch { app::now(ctx) } else { ctx.now };
+        let run = svc.deliver_due(now, limit)?;
+        if !watch {
+            return Ok(report::delivered(ctx, &run, swept));
+        }
+        if !run.parts.is_empty() || !run.errors.is_empty() || swept > 0 {
+            report::print_progress(ctx, &report::delivered(ctx, &run, swept));
+            swept = 0;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(interval));
     }
 }
 

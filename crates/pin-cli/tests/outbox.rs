@@ -140,6 +140,12 @@ fn files(dir: &Path) -> Vec<(String, u64)> {
     v
 }
 
+/// `--now` a minute after [`T0`]: past the first backoff of a part whose channel was
+/// unavailable.
+fn a_minute_later() -> String {
+    "2025-01-15T09:01:00Z".to_owned()
+}
+
 // rule: POL-3
 #[test]
 fn an_unwritable_outbox_fails_the_resend_with_exit_10_and_says_what_was_saved() {
@@ -167,11 +173,8 @@ fn an_unwritable_outbox_fails_the_resend_with_exit_10_and_says_what_was_saved() 
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains("issued and saved"), "{message}");
     assert!(message.contains("no longer works"), "{message}");
-    assert!(
-        message.contains(&format!("pin resend {MARIO}")),
-        "{message}"
-    );
-    assert!(message.contains("POL-3"), "{message}");
+    assert!(message.contains("delivery queue"), "{message}");
+    assert!(message.contains("pin deliver"), "{message}");
     // What was saved: the credential of the re-send, serial 2.
     assert_eq!(v["credential"]["serial"], 2, "{v}");
     let d = &v["deliveries"][0];
@@ -195,17 +198,22 @@ fn an_unwritable_outbox_fails_the_resend_with_exit_10_and_says_what_was_saved() 
     let out = env.run(&["verify", MARIO], &format!("{old}\n"));
     assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
-    // The advice works: once the outbox is writable, a re-send issues a fresh PIN (POL-3)
-    // that is delivered and verifies.
+    // The advice works: the PIN was not lost. Once the outbox is writable, `pin deliver`
+    // sends serial 2 itself — no fresh PIN, no re-send spent — and it verifies.
+    let later = a_minute_later();
     let v = env
-        .expect(&["--json", "resend", MARIO, "--as", "rid:R042"], "", 0)
+        .expect(&["--json", "--now", &later, "deliver"], "", 0)
         .json();
-    assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["credential"]["serial"], 3);
-    let file = v["deliveries"][0]["file"].as_str().unwrap();
+    assert_eq!(v["delivered"], 1, "{v}");
+    let file = v["parts"][0]["file"].as_str().unwrap();
     assert!(env.path(file).is_file(), "{file}");
-    let fresh = env.secret(&format!("{MARIO}-s3-p1of1-email.txt"));
-    env.expect(&["verify", MARIO], &format!("{fresh}\n"), 0);
+    let pin = env.secret(&format!("{MARIO}-s2-p1of1-email.txt"));
+    env.expect(&["verify", MARIO], &format!("{pin}\n"), 0);
+    // Nothing more is due.
+    let v = env
+        .expect(&["--json", "--now", &later, "deliver"], "", 0)
+        .json();
+    assert_eq!(v["delivered"], 0, "{v}");
 }
 
 // rule: POL-3
@@ -236,7 +244,7 @@ fn an_unwritable_outbox_fails_identify_in_text_output_too() {
         out.stdout
     );
     assert!(out.stderr.contains("pin: error:"), "{}", out.stderr);
-    assert!(out.stderr.contains("pin resend"), "{}", out.stderr);
+    assert!(out.stderr.contains("pin deliver"), "{}", out.stderr);
 }
 
 #[test]

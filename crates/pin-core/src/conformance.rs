@@ -106,6 +106,7 @@ pub fn sample_subject(tax_code: TaxCode, role: Role, email: &str, serial: u64) -
                 channel: Channel::Email,
                 state: DeliveryState::Pending,
                 updated_at: t0(),
+                queued: None,
             }],
         }),
         last_serial: serial,
@@ -628,6 +629,85 @@ pub fn outbound_queue_oldest_first<S: Store>(store: &S) {
     assert_eq!(left, vec![tax(0)]);
 }
 
+/// The delivery queue ([`Store::due_deliveries`]): a saved record with a sealed part is
+/// found when due — earliest first, at most `limit`, ties by tax code — not before, and no
+/// longer once the receipt erased the copy; the sealed copy round-trips unchanged.
+pub fn delivery_queue_due_first<S: Store>(store: &S) {
+    use crate::delivery::Queued;
+    let min = chrono::Duration::minutes;
+    assert!(
+        store
+            .due_deliveries(t0() + min(600), 10)
+            .unwrap()
+            .is_empty()
+    );
+    let keys = Keyring::new(Pepper::new(KeyId(1), &[9u8; 32]).unwrap());
+    let queued = |i: usize, due: i64| {
+        let mut s = sample_subject(tax(i), Role::Citizen, &format!("q{i}@example.it"), 1);
+        let cred = s.credential.as_mut().unwrap();
+        let d = crate::command::Delivery {
+            subject: s.tax_code.clone(),
+            serial: 1,
+            part: 1,
+            of: 1,
+            channel: Channel::Email,
+            recipient: format!("q{i}@example.it"),
+            secret: crate::secret::Pin::from_string("A7KQ2MXPA7KQ2MXP".into()),
+            origin: Origin::Identification,
+        };
+        cred.parts[0].queued = Some(Queued {
+            sealed: crate::delivery::seal(&keys, &d, [u8::try_from(i).unwrap(); 24]),
+            tries: 2,
+            due_at: t0() + min(due),
+        });
+        s
+    };
+    // Created in another order than they are due.
+    let late = queued(0, 30);
+    let early = queued(1, 10);
+    let idle = sample_subject(tax(2), Role::Citizen, "q2@example.it", 1);
+    for s in [&late, &idle, &early] {
+        store.create(s, &[event(&s.tax_code, "enrol")]).unwrap();
+    }
+    assert!(
+        store.due_deliveries(t0(), 10).unwrap().is_empty(),
+        "none due yet"
+    );
+    assert_eq!(
+        store.due_deliveries(t0() + min(10), 10).unwrap(),
+        vec![tax(1)]
+    );
+    assert_eq!(
+        store.due_deliveries(t0() + min(60), 10).unwrap(),
+        vec![tax(1), tax(0)],
+        "earliest first, only the queued"
+    );
+    assert_eq!(
+        store.due_deliveries(t0() + min(60), 1).unwrap(),
+        vec![tax(1)]
+    );
+    let back = store.load(&tax(0)).unwrap().unwrap().subject;
+    assert_eq!(back, late, "the sealed copy round-trips unchanged");
+    // Claimed (due later) it leaves the window; receipted it leaves the queue.
+    let l = store.load(&tax(1)).unwrap().unwrap();
+    let mut claimed = l.subject;
+    let _ = crate::delivery::claim(claimed.credential.as_mut().unwrap(), t0() + min(60), min(2));
+    let v = store
+        .save(&claimed, l.version, AttemptsUpdate::Keep, &[])
+        .unwrap();
+    assert_eq!(
+        store.due_deliveries(t0() + min(60), 10).unwrap(),
+        vec![tax(0)]
+    );
+    let mut sent = claimed;
+    sent.credential.as_mut().unwrap().parts[0].set_state(DeliveryState::Sent, t0() + min(61));
+    let _ = store.save(&sent, v, AttemptsUpdate::Keep, &[]).unwrap();
+    assert_eq!(
+        store.due_deliveries(t0() + min(600), 10).unwrap(),
+        vec![tax(0)]
+    );
+}
+
 /// Runs every check, each on a fresh store from `make`.
 pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     create_and_load(&make());
@@ -642,6 +722,7 @@ pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     concurrent_reservations(&make());
     lockout::run_all(&make);
     outbound_queue_oldest_first(&make());
+    delivery_queue_due_first(&make());
 }
 
 pub mod lockout;

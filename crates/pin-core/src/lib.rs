@@ -118,6 +118,7 @@ pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod contact;
+pub mod delivery;
 pub mod error;
 pub mod format;
 pub mod hash;

@@ -37,6 +37,7 @@ use crate::command::{
     Effect, Enrolment, Imported, NewPin, Notice, NoticeKind, Want,
 };
 use crate::contact::{ContactKind, ContactProof, Contacts};
+use crate::delivery::Queued;
 use crate::error::{Error, InputError, Refusal};
 use crate::format::{self, PinFormat};
 use crate::hash::{Hasher, PinHash};
@@ -62,6 +63,9 @@ pub trait Mint {
     /// # Errors
     /// [`Error::Hash`] when the stored hash cannot be used.
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error>;
+    /// Seals a delivery's recipient and characters for the durable queue, with a fresh
+    /// random nonce ([`crate::delivery::seal`]).
+    fn seal_part(&mut self, delivery: &Delivery) -> crate::delivery::SealedPart;
 }
 
 /// The [`Mint`] of a [`Hasher`] and a cryptographic random generator.
@@ -90,6 +94,11 @@ impl<R: rand_core::CryptoRng + ?Sized> Mint for Minter<'_, R> {
             self.hasher.verify(pin, hash)?,
             crate::hash::Verified::Match { .. }
         ))
+    }
+    fn seal_part(&mut self, delivery: &Delivery) -> crate::delivery::SealedPart {
+        let mut nonce = [0u8; 24];
+        self.rng.fill_bytes(&mut nonce);
+        crate::delivery::seal(self.hasher.keys(), delivery, nonce)
     }
 }
 
@@ -696,14 +705,7 @@ impl<'a> Step<'a> {
             .into_iter()
             .zip(channels.iter().copied().zip(recipients))
         {
-            parts.push(Part {
-                index: part,
-                of,
-                channel,
-                state: DeliveryState::Pending,
-                updated_at: now,
-            });
-            self.effects.push(Effect::Deliver(Delivery {
+            let delivery = Delivery {
                 subject: self.next.tax_code.clone(),
                 serial,
                 part,
@@ -712,7 +714,20 @@ impl<'a> Step<'a> {
                 recipient,
                 secret,
                 origin,
-            }));
+            };
+            parts.push(Part {
+                index: part,
+                of,
+                channel,
+                state: DeliveryState::Pending,
+                updated_at: now,
+                queued: Some(Queued {
+                    sealed: mint.seal_part(&delivery),
+                    tries: 0,
+                    due_at: now,
+                }),
+            });
+            self.effects.push(Effect::Deliver(delivery));
         }
         self.next.credential = Some(Credential {
             serial,
@@ -860,7 +875,12 @@ impl<'a> Step<'a> {
                 return Err(Refusal::ResendTooEarly { until }.into());
             }
         }
-        self.rate_limit()?;
+        // POL-4 counts what reached the person: a re-send replacing a PIN whose delivery
+        // failed for good (refused, or undeliverable past the deadline) is not counted —
+        // nothing was sent to flood anyone with, and the person must be able to ask again.
+        if !cred.parts.iter().any(|p| p.state == DeliveryState::Failed) {
+            self.rate_limit()?;
+        }
         // POL-3: a fresh PIN on the same channels; the failures carry over.
         match cred.stage {
             Stage::AwaitingActivation => {
@@ -1188,17 +1208,9 @@ impl<'a> Step<'a> {
         let serial = self.next.last_serial.saturating_add(1);
         let mut parts = cred.parts.clone();
         for p in &mut parts {
-            p.state = DeliveryState::Confirmed;
-            p.updated_at = now;
+            p.set_state(DeliveryState::Confirmed, now);
         }
-        parts.push(Part {
-            index: 2,
-            of: 2,
-            channel,
-            state: DeliveryState::Pending,
-            updated_at: now,
-        });
-        self.effects.push(Effect::Deliver(Delivery {
+        let delivery = Delivery {
             subject: self.next.tax_code.clone(),
             serial,
             part: 2,
@@ -1207,7 +1219,20 @@ impl<'a> Step<'a> {
             recipient,
             secret: second,
             origin: Origin::PreAssigned,
-        }));
+        };
+        parts.push(Part {
+            index: 2,
+            of: 2,
+            channel,
+            state: DeliveryState::Pending,
+            updated_at: now,
+            queued: Some(Queued {
+                sealed: mint.seal_part(&delivery),
+                tries: 0,
+                due_at: now,
+            }),
+        });
+        self.effects.push(Effect::Deliver(delivery));
         self.next.credential = Some(Credential {
             serial,
             hash,
@@ -1408,6 +1433,36 @@ impl<'a> Step<'a> {
                 channel: format!("{channel:?}").to_lowercase(),
             })?;
         use DeliveryState as D;
+        if (p.state, state) == (D::Pending, D::Pending) {
+            // A try that found the channel unavailable: due again after a backoff, or
+            // failed for good past the deadline (POL-3: recovery is a fresh issue).
+            let policy = self.ctx.policy;
+            let issued_at = cred.issued_at;
+            self.channels = vec![channel];
+            self.detail = format!("part={part}");
+            let Some(q) = p.queued.as_mut() else {
+                return Err(InputError::DeliveryTransition {
+                    part,
+                    from: "pending".into(),
+                    to: "pending".into(),
+                }
+                .into());
+            };
+            q.tries = q.tries.saturating_add(1);
+            if now >= issued_at + policy.delivery_deadline() {
+                p.set_state(D::Failed, now);
+                self.outcome = "undeliverable";
+            } else {
+                q.due_at = now
+                    + crate::delivery::retry_delay(
+                        policy.delivery_retry_first(),
+                        policy.delivery_retry_cap(),
+                        q.tries,
+                    );
+                self.outcome = "deferred";
+            }
+            return Ok(());
+        }
         let ok = matches!(
             (p.state, state),
             (D::Pending, D::Sent | D::Confirmed | D::Failed)
@@ -1423,8 +1478,7 @@ impl<'a> Step<'a> {
             }
             .into());
         }
-        p.state = state;
-        p.updated_at = now;
+        p.set_state(state, now);
         self.channels = vec![channel];
         self.outcome = match state {
             D::Pending => "pending",

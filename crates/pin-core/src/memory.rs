@@ -208,4 +208,20 @@ impl Store for MemoryStore {
             inner.subjects.values().map(|(s, _, _)| s.clone()),
         ))
     }
+
+    fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaxCode>, StoreError> {
+        let inner = self.lock();
+        Ok(crate::store::due_queue(
+            inner
+                .subjects
+                .values()
+                .filter_map(|(s, _, _)| s.credential.as_ref().map(|c| (&s.tax_code, c))),
+            now,
+            limit,
+        ))
+    }
 }

@@ -63,6 +63,10 @@ pub struct Policy {
     pub(crate) hash_cap: HashParams,
     pub(crate) noipa_email_with_sms: bool,
     pub(crate) no_periodic_rotation: bool,
+    pub(crate) delivery_retry_first: Duration,
+    pub(crate) delivery_retry_cap: Duration,
+    pub(crate) delivery_deadline: Duration,
+    pub(crate) delivery_claim: Duration,
 }
 
 impl Default for Policy {
@@ -95,6 +99,10 @@ impl Default for Policy {
             },
             noipa_email_with_sms: false,
             no_periodic_rotation: false,
+            delivery_retry_first: Duration::seconds(30),
+            delivery_retry_cap: Duration::minutes(15),
+            delivery_deadline: Duration::hours(24),
+            delivery_claim: Duration::minutes(2),
         }
     }
 }
@@ -131,6 +139,30 @@ impl Policy {
     #[must_use]
     pub fn noipa_rotation_months(&self) -> Option<u32> {
         self.noipa_rotation_months
+    }
+    /// The wait before the first new try of a part whose channel was unavailable; it
+    /// doubles at each further try up to [`Policy::delivery_retry_cap`] (default 30 s).
+    #[must_use]
+    pub fn delivery_retry_first(&self) -> Duration {
+        self.delivery_retry_first
+    }
+    /// The longest wait between tries of an unavailable channel (default 15 min).
+    #[must_use]
+    pub fn delivery_retry_cap(&self) -> Duration {
+        self.delivery_retry_cap
+    }
+    /// How long after its issue a part may stay undelivered: past it, the next try that
+    /// finds the channel unavailable marks the part failed, its sealed copy is erased, and
+    /// recovery is a fresh issue (POL-3; default 24 h).
+    #[must_use]
+    pub fn delivery_deadline(&self) -> Duration {
+        self.delivery_deadline
+    }
+    /// How long a delivery worker holds the parts it took before another worker may take
+    /// them (a worker that dies mid-send leaves them due again after this; default 2 min).
+    #[must_use]
+    pub fn delivery_claim(&self) -> Duration {
+        self.delivery_claim
     }
     /// Re-sends allowed per subject within [`Policy::resend_window`] (POL-4; default 5).
     #[must_use]
@@ -281,6 +313,14 @@ impl PolicyBuilder {
         noipa_email_with_sms: bool);
     setter!(/// Sets [`Policy::no_periodic_rotation`] (NIST SP 800-63B mode; INPS-11).
         no_periodic_rotation: bool);
+    setter!(/// Sets [`Policy::delivery_retry_first`].
+        delivery_retry_first: Duration);
+    setter!(/// Sets [`Policy::delivery_retry_cap`].
+        delivery_retry_cap: Duration);
+    setter!(/// Sets [`Policy::delivery_deadline`].
+        delivery_deadline: Duration);
+    setter!(/// Sets [`Policy::delivery_claim`].
+        delivery_claim: Duration);
 
     /// Checks the policy and returns it.
     ///
@@ -323,6 +363,10 @@ impl PolicyBuilder {
             ("resend_window", p.resend_window),
             ("unused_expiry_digital", p.unused_expiry_digital),
             ("unused_expiry_post", p.unused_expiry_post),
+            ("delivery_retry_first", p.delivery_retry_first),
+            ("delivery_retry_cap", p.delivery_retry_cap),
+            ("delivery_deadline", p.delivery_deadline),
+            ("delivery_claim", p.delivery_claim),
         ] {
             if value <= Duration::zero() {
                 return Err(PolicyError::NotPositive { field });

@@ -118,6 +118,11 @@ pub struct CredentialRowV1 {
     pub phc: String,
     /// `body`: the JSON of the rest of the credential (format 1).
     pub body: String,
+    /// `deliver_due` (schema 3): Unix seconds when the earliest part waiting in the
+    /// delivery queue is due ([`crate::delivery::next_due`]), `NULL` when none waits — the
+    /// index a delivery worker scans. Derived from the body, which stays authoritative: a
+    /// reader ignores it.
+    pub deliver_due: Option<i64>,
 }
 
 /// A row of `subjects` with its credential row, if any, as stored.
@@ -243,6 +248,7 @@ impl SubjectRowV1 {
 
 impl CredentialRowV1 {
     fn from_credential(profile: Profile, c: Credential, engine: &str) -> Result<Self, StoreError> {
+        let deliver_due = crate::delivery::next_due(&c).map(|t| t.timestamp());
         let Credential {
             serial,
             hash,
@@ -271,6 +277,7 @@ impl CredentialRowV1 {
             key_id: i64::from(hash.key_id.0),
             phc: hash.phc,
             body: to_json(&body)?,
+            deliver_due,
         })
     }
 }
@@ -380,6 +387,7 @@ impl TryFrom<CredentialRowV1> for Credential {
             key_id,
             phc,
             body,
+            deliver_due: _,
         } = row;
         let serial: u64 = from_sql_int(serial, "credential serial")?;
         if serial == 0 {

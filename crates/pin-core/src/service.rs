@@ -49,6 +49,27 @@ pub struct DriverOptions {
     /// The first pause before trying a settlement again; it doubles each time, up to 1 s.
     /// Default: 40 ms.
     pub settle_backoff: std::time::Duration,
+    /// Whether [`PinService::execute`] hands the messages of a command to the notifier
+    /// itself, or only queues them for [`PinService::deliver_due`]. Default:
+    /// [`DeliveryMode::Inline`].
+    pub delivery: DeliveryMode,
+}
+
+/// When the messages of a command are handed to the notifier. Either way they are first
+/// committed, sealed, with the command ([`crate::delivery`]): nothing is lost if the process
+/// dies, and a delivery worker ([`PinService::deliver_due`]) sends what is still due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeliveryMode {
+    /// Right after the commit, inside [`PinService::execute`]: the caller learns each
+    /// channel's answer (a CLI, a batch job). A channel that is unavailable leaves the part
+    /// due for the worker.
+    #[default]
+    Inline,
+    /// Never inside the request: `execute` returns once the command is committed, every
+    /// part reported pending, and a worker delivers (a service whose requests must not wait
+    /// on SMTP or an SMS gateway).
+    Deferred,
 }
 
 impl Default for DriverOptions {
@@ -57,6 +78,7 @@ impl Default for DriverOptions {
             attempt_lease: chrono::TimeDelta::minutes(2),
             settle_retries: 6,
             settle_backoff: std::time::Duration::from_millis(40),
+            delivery: DeliveryMode::Inline,
         }
     }
 }
@@ -67,6 +89,13 @@ impl DriverOptions {
     pub fn with_settle_backoff(mut self, first: std::time::Duration, retries: u32) -> Self {
         self.settle_backoff = first;
         self.settle_retries = retries;
+        self
+    }
+
+    /// The same options with another [`DeliveryMode`].
+    #[must_use]
+    pub fn with_delivery(mut self, mode: DeliveryMode) -> Self {
+        self.delivery = mode;
         self
     }
 
@@ -122,6 +151,65 @@ pub struct Executed {
     pub revealed: Option<Pin>,
     /// One report per security notice (POL-6), sent before the messages with a PIN.
     pub notices: Vec<NoticeReport>,
+    /// Whether the receipts of the deliveries were recorded. `false` when the store failed
+    /// after the command was committed and the messages handed over: the command stands
+    /// (do not repeat it — a repeat would issue another PIN and kill the one delivered), and
+    /// the parts stay due, so a delivery worker sends them again (at least once).
+    pub receipts_saved: bool,
+}
+
+/// One part a delivery worker handled ([`PinService::deliver_due`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerReport {
+    /// Whose PIN.
+    pub subject: TaxCode,
+    /// What happened to it.
+    pub delivery: DeliveryReport,
+    /// The part failed for good or stayed undeliverable past the deadline: recovery is a
+    /// fresh issue (POL-3), which does not count against the person's re-send budget.
+    pub gave_up: bool,
+}
+
+/// What one run of a delivery worker did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryRun {
+    /// Every part taken, in order.
+    pub parts: Vec<WorkerReport>,
+    /// Subjects whose record could not be read or written this run (left due; the next
+    /// run tries again), with the error.
+    pub errors: Vec<(TaxCode, String)>,
+}
+
+impl DeliveryRun {
+    /// Parts the channels took (sent or confirmed).
+    #[must_use]
+    pub fn delivered(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.delivery.state,
+                    DeliveryState::Sent | DeliveryState::Confirmed
+                )
+            })
+            .count()
+    }
+    /// Parts still due later (channel unavailable).
+    #[must_use]
+    pub fn deferred(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.delivery.state == DeliveryState::Pending)
+            .count()
+    }
+    /// Parts failed for good.
+    #[must_use]
+    pub fn failed(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.delivery.state == DeliveryState::Failed)
+            .count()
+    }
 }
 
 /// The result of a verify.
@@ -245,6 +333,54 @@ impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
         Minter::new(self.hasher, &mut self.local_rng()).matches(pin, hash)
+    }
+    fn seal_part(&mut self, delivery: &crate::command::Delivery) -> crate::delivery::SealedPart {
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        Minter::new(self.hasher, &mut *rng).seal_part(delivery)
+    }
+}
+
+/// Holds the parts `effects` deliver until `until`, so that a worker does not send them
+/// while [`PinService::execute`] does.
+fn claim_for_inline(next: &mut Subject, effects: &[Effect], until: DateTime<Utc>) {
+    let Some(cred) = next.credential.as_mut() else {
+        return;
+    };
+    for e in effects {
+        if let Effect::Deliver(d) = e {
+            if d.serial != cred.serial {
+                continue;
+            }
+            if let Some(q) = cred
+                .parts
+                .iter_mut()
+                .find(|p| p.index == d.part && p.channel == d.channel)
+                .and_then(|p| p.queued.as_mut())
+            {
+                q.due_at = until;
+            }
+        }
+    }
+}
+
+/// A try reported pending that the record turned into failed (the deadline passed) is
+/// reported failed.
+fn mark_given_up(saved: &Subject, reports: &mut [DeliveryReport]) {
+    let Some(cred) = saved.credential.as_ref() else {
+        return;
+    };
+    for r in reports.iter_mut().filter(|r| r.serial == cred.serial) {
+        let failed = cred
+            .parts
+            .iter()
+            .find(|p| p.index == r.part && p.channel == r.channel)
+            .is_some_and(|p| p.state == DeliveryState::Failed);
+        if failed && r.state == DeliveryState::Pending {
+            r.state = DeliveryState::Failed;
+            if r.error.is_none() {
+                r.error = Some("undeliverable past the delivery deadline".to_owned());
+            }
+        }
     }
 }
 
@@ -378,6 +514,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// [`Error::UnknownSubject`], [`Error::SubjectExists`], [`Error::EmailInUse`]), storage
     /// failures, and [`Error::Contention`] when the record kept changing. On error nothing
     /// was saved and nothing delivered.
+    ///
+    /// Once the command is committed — with each message it sends sealed in the delivery
+    /// queue ([`crate::delivery`]) — the answer is `Ok`, whatever the channels or the store
+    /// do next: an unavailable channel leaves the part due for [`PinService::deliver_due`],
+    /// and a failure to record the receipts is [`Executed::receipts_saved`] `false`. Do not
+    /// repeat a command that answered `Ok`: a repeat issues another PIN.
     pub fn execute(
         &self,
         tax: &TaxCode,
@@ -402,11 +544,16 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 &mut self.mint(),
             )?;
             let Decision {
-                next,
+                mut next,
                 attempts: update,
                 audit,
                 effects,
             } = decision;
+            if self.options.delivery == DeliveryMode::Inline {
+                // This call delivers them right after the commit: a worker leaves them alone
+                // meanwhile, and takes them only if this process dies first.
+                claim_for_inline(&mut next, &effects, now + self.policy.delivery_claim());
+            }
             self.ensure_key_recorded()?;
             let saved = match &loaded {
                 None => self.store.create(&next, &audit),
@@ -417,19 +564,22 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(store_err(tax, e)),
             };
-            return self.carry_out(next, version, effects, now);
+            return Ok(self.carry_out(next, version, effects, now));
         }
         Err(Error::Contention(tax.clone()))
     }
 
-    /// Delivers the messages of a saved decision and records their receipts.
+    /// Hands the messages of a committed decision to the notifier (in
+    /// [`DeliveryMode::Inline`]) and records their receipts; sends the security notices.
+    /// Never fails: the command is committed, and what could not be delivered or recorded
+    /// stays due for [`PinService::deliver_due`].
     fn carry_out(
         &self,
         subject: Subject,
         version: u64,
         effects: Vec<Effect>,
         now: DateTime<Utc>,
-    ) -> Result<Executed, Error> {
+    ) -> Executed {
         let mut advice = Vec::new();
         let mut revealed = None;
         let mut deliveries = Vec::new();
@@ -448,13 +598,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 }
                 Effect::Reveal(pin) => revealed = Some(pin),
                 Effect::Deliver(d) => {
-                    let (state, error) = match self.notifier.deliver(&d) {
-                        Ok(Receipt::Sent) => (DeliveryState::Sent, None),
-                        Ok(Receipt::Confirmed) => (DeliveryState::Confirmed, None),
-                        Err(e @ DeliveryError::Refused(_)) => {
-                            (DeliveryState::Failed, Some(e.to_string()))
-                        }
-                        Err(e) => (DeliveryState::Pending, Some(e.to_string())),
+                    let (state, error) = match self.options.delivery {
+                        DeliveryMode::Deferred => (DeliveryState::Pending, None),
+                        DeliveryMode::Inline => self.hand_over(&d),
                     };
                     deliveries.push(DeliveryReport {
                         serial: d.serial,
@@ -467,21 +613,43 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 }
             }
         }
-        let subject = if deliveries.iter().any(|d| d.state != DeliveryState::Pending) {
-            self.record_receipts(subject, version, &deliveries, now)?
-        } else {
-            subject
+        let (subject, receipts_saved) = match self.options.delivery {
+            DeliveryMode::Deferred => (subject, true),
+            DeliveryMode::Inline if deliveries.is_empty() => (subject, true),
+            DeliveryMode::Inline => {
+                match self.record_receipts(subject.clone(), version, &deliveries, now) {
+                    Ok(saved) => {
+                        mark_given_up(&saved, &mut deliveries);
+                        (saved, true)
+                    }
+                    Err(_) => (subject, false),
+                }
+            }
         };
-        Ok(Executed {
+        Executed {
             subject,
             deliveries,
             advice,
             revealed,
             notices,
-        })
+            receipts_saved,
+        }
     }
 
-    /// Records delivery receipts as `Receipt` commands of the system, in one save.
+    /// One delivery through the notifier: the state it leaves the part in, and the
+    /// channel's error.
+    fn hand_over(&self, d: &crate::command::Delivery) -> (DeliveryState, Option<String>) {
+        match self.notifier.deliver(d) {
+            Ok(Receipt::Sent) => (DeliveryState::Sent, None),
+            Ok(Receipt::Confirmed) => (DeliveryState::Confirmed, None),
+            Err(e @ DeliveryError::Refused(_)) => (DeliveryState::Failed, Some(e.to_string())),
+            Err(e) => (DeliveryState::Pending, Some(e.to_string())),
+        }
+    }
+
+    /// Records delivery outcomes as `Receipt` commands of the system, in one save: sent,
+    /// confirmed and failed erase the sealed copy; pending is a try that found the channel
+    /// unavailable (due again after a backoff, or failed past the deadline).
     fn record_receipts(
         &self,
         mut subject: Subject,
@@ -497,7 +665,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         for _ in 0..CAS_RETRIES {
             let mut next = subject.clone();
             let mut audit = Vec::new();
-            for r in reports.iter().filter(|r| r.state != DeliveryState::Pending) {
+            for r in reports {
                 let cmd = Command::Receipt {
                     serial: r.serial,
                     part: r.part,
@@ -536,6 +704,127 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             }
         }
         Err(Error::Contention(tax))
+    }
+
+    /// One run of a delivery worker: takes at most `limit` subjects with parts due at `now`
+    /// ([`Store::due_deliveries`]), claims their due parts for
+    /// [`Policy::delivery_claim`] (so another worker leaves them alone), opens each sealed
+    /// copy, hands it to the notifier, and records the receipt — which erases the copy —
+    /// or, when the channel is unavailable, when to try again (POL-3: past
+    /// [`Policy::delivery_deadline`] the part fails and recovery is a fresh issue).
+    ///
+    /// Delivery is at least once: a worker that dies after the notifier took a message and
+    /// before the receipt was recorded leaves the part due after the claim, and the next run
+    /// sends it again — the same characters, with the same
+    /// [`Delivery::message_id`](crate::command::Delivery::message_id). A part of a PIN
+    /// replaced meanwhile is never sent (only the last PIN issued is valid, BOTH-1).
+    ///
+    /// Call it from a loop or a timer (the CLI's `pin deliver --watch` does); it blocks on the
+    /// store and the notifier, never on a clock.
+    ///
+    /// # Errors
+    /// Only when the store cannot list the due parts; a subject whose record fails is
+    /// reported in [`DeliveryRun::errors`] and stays due.
+    pub fn deliver_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DeliveryRun, Error> {
+        let due = self
+            .store
+            .due_deliveries(now, limit)
+            .map_err(Error::Store)?;
+        let mut run = DeliveryRun::default();
+        for tax in due {
+            match self.deliver_subject(&tax, now) {
+                Ok(mut parts) => run.parts.append(&mut parts),
+                Err(e) => run.errors.push((tax, e.to_string())),
+            }
+        }
+        Ok(run)
+    }
+
+    /// Claims, delivers and receipts the due parts of one subject.
+    fn deliver_subject(
+        &self,
+        tax: &TaxCode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkerReport>, Error> {
+        let mut claimed = None;
+        for _ in 0..CAS_RETRIES {
+            let Some(l) = self.load(tax)? else {
+                return Ok(Vec::new());
+            };
+            let mut next = l.subject;
+            let Some(cred) = next.credential.as_mut() else {
+                return Ok(Vec::new());
+            };
+            let parts = crate::delivery::claim(cred, now, self.policy.delivery_claim());
+            if parts.is_empty() {
+                return Ok(Vec::new());
+            }
+            match self.store.save(&next, l.version, AttemptsUpdate::Keep, &[]) {
+                Ok(version) => {
+                    claimed = Some((next, version, parts));
+                    break;
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(store_err(tax, e)),
+            }
+        }
+        let Some((subject, version, parts)) = claimed else {
+            return Err(Error::Contention(tax.clone()));
+        };
+        let Some(cred) = subject.credential.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let mut reports = Vec::new();
+        for (index, channel) in parts {
+            let Some(part) = cred
+                .parts
+                .iter()
+                .find(|p| p.index == index && p.channel == channel)
+            else {
+                continue;
+            };
+            let Some(queued) = part.queued.as_ref() else {
+                continue;
+            };
+            let (state, error) = match crate::delivery::open(
+                self.hasher.keys(),
+                tax,
+                cred.serial,
+                index,
+                channel,
+                &queued.sealed,
+            ) {
+                Err(e) => (DeliveryState::Failed, Some(e.to_string())),
+                Ok(opened) => self.hand_over(&crate::command::Delivery {
+                    subject: tax.clone(),
+                    serial: cred.serial,
+                    part: index,
+                    of: part.of,
+                    channel,
+                    recipient: opened.recipient,
+                    secret: opened.secret,
+                    origin: cred.origin,
+                }),
+            };
+            reports.push(DeliveryReport {
+                serial: cred.serial,
+                part: index,
+                of: part.of,
+                channel,
+                state,
+                error,
+            });
+        }
+        let saved = self.record_receipts(subject, version, &reports, now)?;
+        mark_given_up(&saved, &mut reports);
+        Ok(reports
+            .into_iter()
+            .map(|delivery| WorkerReport {
+                subject: tax.clone(),
+                gave_up: delivery.state == DeliveryState::Failed,
+                delivery,
+            })
+            .collect())
     }
 
     /// Verifies `input` as the PIN of `tax` for a service requiring `required`.
@@ -780,8 +1069,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 }
                 for p in &mut cred.parts {
                     if p.state != DeliveryState::Confirmed {
-                        p.state = DeliveryState::Confirmed;
-                        p.updated_at = at;
+                        p.set_state(DeliveryState::Confirmed, at);
                     }
                 }
             }

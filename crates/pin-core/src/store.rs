@@ -213,6 +213,43 @@ pub trait Store {
             "this store does not list the requests waiting for the outbound call".into(),
         ))
     }
+
+    /// The tax codes of at most `limit` subjects with a part in the delivery queue due at
+    /// `now` ([`crate::delivery::next_due`] ≤ `now`, compared in whole seconds; the driver
+    /// checks each part exactly), earliest due first, ties by tax code. A store may return a
+    /// subject whose part is no longer due (the driver re-reads the record); it must not
+    /// leave out one that is, beyond `limit`.
+    ///
+    /// The default refuses: a store that cannot find due deliveries says so, rather than a
+    /// worker silently never delivering.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<TaxCode>, StoreError> {
+        let _ = (now, limit);
+        Err(StoreError::Backend(
+            "this store keeps no delivery queue (Store::due_deliveries)".into(),
+        ))
+    }
+}
+
+/// The tax codes among `credentials` due at `now`, earliest first, ties by tax code, at most
+/// `limit`: the shared rule of [`Store::due_deliveries`] for stores that scan.
+pub fn due_queue<'a>(
+    credentials: impl IntoIterator<Item = (&'a TaxCode, &'a crate::subject::Credential)>,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Vec<TaxCode> {
+    let mut due: Vec<(i64, &TaxCode)> = credentials
+        .into_iter()
+        .filter_map(|(t, c)| crate::delivery::next_due(c).map(|d| (d.timestamp(), t)))
+        .filter(|(d, _)| *d <= now.timestamp())
+        .collect();
+    due.sort();
+    due.into_iter()
+        .take(limit)
+        .map(|(_, t)| t.clone())
+        .collect()
 }
 
 /// The records of `subjects` that wait for the outbound call, oldest request first, ties
@@ -290,6 +327,13 @@ macro_rules! forward_store {
             }
             fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
                 (**self).awaiting_outbound()
+            }
+            fn due_deliveries(
+                &self,
+                now: DateTime<Utc>,
+                limit: usize,
+            ) -> Result<Vec<TaxCode>, StoreError> {
+                (**self).due_deliveries(now, limit)
             }
         }
     )+};

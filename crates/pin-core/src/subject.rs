@@ -112,6 +112,21 @@ pub struct Part {
     pub state: DeliveryState,
     /// When the state last changed.
     pub updated_at: DateTime<Utc>,
+    /// The sealed copy waiting for the channel, while the part is pending
+    /// ([`crate::delivery`]); erased by the receipt. Never a PIN in clear (BOTH-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<crate::delivery::Queued>,
+}
+
+impl Part {
+    /// Moves the part to `state` at `now`; any state but pending erases the sealed copy.
+    pub fn set_state(&mut self, state: DeliveryState, now: DateTime<Utc>) {
+        self.state = state;
+        self.updated_at = now;
+        if state != DeliveryState::Pending {
+            self.queued = None;
+        }
+    }
 }
 
 /// How a PIN came to be issued.

@@ -322,8 +322,7 @@ pub fn finish(
             }
             for p in &mut c.parts {
                 if p.state != DeliveryState::Confirmed {
-                    p.state = DeliveryState::Confirmed;
-                    p.updated_at = now;
+                    p.set_state(DeliveryState::Confirmed, now);
                 }
             }
         }

@@ -17,10 +17,10 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x0070_696e_2d6d_6967;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `pin_migrations` holds `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -141,6 +141,15 @@ CREATE TABLE key_fingerprints (
     key_id      bigint NOT NULL PRIMARY KEY CHECK (key_id BETWEEN 0 AND 4294967295),
     fingerprint bytea  NOT NULL CHECK (length(fingerprint) = 32)
 );
+";
+
+/// Schema 3: the durable delivery queue. A credential whose parts wait for their channel
+/// (sealed, never in clear) carries when the earliest is due, indexed for the workers.
+const MIGRATION_3: &str = r"
+ALTER TABLE credentials ADD COLUMN deliver_due bigint;
+
+CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
+    WHERE deliver_due IS NOT NULL;
 ";
 
 /// Tables the current schema must have.

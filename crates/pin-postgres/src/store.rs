@@ -109,7 +109,7 @@ impl PostgresStore {
 const LOAD: &str = "
 SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_email_key,
        c.profile, c.serial, c.key_id, c.phc, c.body::text,
-       a.serial, a.failures, a.blocked
+       a.serial, a.failures, a.blocked, c.deliver_due
   FROM subjects s
   LEFT JOIN credentials c ON c.tax_code = s.tax_code
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
@@ -119,7 +119,7 @@ SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_ema
 const AWAITING_OUTBOUND: &str = "
 SELECT s.tax_code, s.version, s.row_format, s.profile, s.body::text, s.noipa_email_key,
        c.profile, c.serial, c.key_id, c.phc, c.body::text,
-       a.serial, a.failures, a.blocked
+       a.serial, a.failures, a.blocked, c.deliver_due
   FROM subjects s
   LEFT JOIN credentials c ON c.tax_code = s.tax_code
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
@@ -136,6 +136,7 @@ fn load_row(r: &Row) -> Result<LoadRowV1, TxError> {
             key_id: get(r, 8)?,
             phc: get(r, 9)?,
             body: get(r, 10)?,
+            deliver_due: get(r, 14)?,
         }),
     };
     let attempts = match (get(r, 11)?, get(r, 12)?, get::<Option<bool>>(r, 13)?) {
@@ -214,11 +215,12 @@ fn write_credential(tx: &mut Tx<'_>, row: &SubjectRowV1) -> Result<(), TxError> 
         }
         Some(c) => {
             let _ = tx.execute(
-                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body)
-                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
+                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body, deliver_due)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)
                  ON CONFLICT (tax_code) DO UPDATE SET
                    profile = excluded.profile, serial = excluded.serial,
-                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body",
+                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body,
+                   deliver_due = excluded.deliver_due",
                 &[
                     &row.tax_code,
                     &c.profile,
@@ -226,6 +228,7 @@ fn write_credential(tx: &mut Tx<'_>, row: &SubjectRowV1) -> Result<(), TxError> 
                     &c.key_id,
                     &c.phc,
                     &c.body,
+                    &c.deliver_due,
                 ],
             )?;
         }
@@ -393,6 +396,30 @@ impl Store for PostgresStore {
                 let tax: &str = get(row, 0)?;
                 let text: &str = get(row, 1)?;
                 out.push(audit_chain::read_event(tax, text)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaxCode>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool.run(Mode::Snapshot, |tx| {
+            let rows = tx.query(
+                "SELECT tax_code FROM credentials
+                  WHERE deliver_due IS NOT NULL AND deliver_due <= $1
+                  ORDER BY deliver_due, tax_code LIMIT $2",
+                &[&now.timestamp(), &limit],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let text: String = get(row, 0)?;
+                out.push(TaxCode::parse(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("tax code in the delivery queue: {e}"))
+                })?);
             }
             Ok(out)
         })

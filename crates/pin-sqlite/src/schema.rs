@@ -10,10 +10,10 @@ use crate::options::SqliteOptions;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `user_version` is `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
@@ -100,6 +100,15 @@ CREATE TABLE key_fingerprints (
     key_id      INTEGER NOT NULL PRIMARY KEY CHECK (key_id BETWEEN 0 AND 4294967295),
     fingerprint BLOB    NOT NULL CHECK (length(fingerprint) = 32)
 ) STRICT;
+";
+
+/// Schema 3: the durable delivery queue. A credential whose parts wait for their channel
+/// (sealed, never in clear) carries when the earliest is due, indexed for the workers.
+const MIGRATION_3: &str = r"
+ALTER TABLE credentials ADD COLUMN deliver_due INTEGER;
+
+CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
+    WHERE deliver_due IS NOT NULL;
 ";
 
 /// Tables the current schema must have.

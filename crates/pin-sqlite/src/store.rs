@@ -296,7 +296,7 @@ impl SqliteStore {
 const LOAD: &str = "
 SELECT s.tax_code, s.version, s.row_format, s.profile, s.body, s.noipa_email_key,
        c.profile, c.serial, c.key_id, c.phc, c.body,
-       a.serial, a.failures, a.blocked
+       a.serial, a.failures, a.blocked, c.deliver_due
   FROM subjects s
   LEFT JOIN credentials c ON c.tax_code = s.tax_code
   LEFT JOIN attempts a ON a.tax_code = s.tax_code
@@ -312,6 +312,7 @@ fn load_row(r: &Row<'_>) -> rusqlite::Result<LoadRowV1> {
             key_id: r.get(8)?,
             phc: r.get(9)?,
             body: r.get(10)?,
+            deliver_due: r.get(14)?,
         }),
     };
     let attempts = match (r.get(11)?, r.get(12)?, r.get(13)?) {
@@ -393,11 +394,12 @@ fn write_credential(tx: &Transaction<'_>, row: &SubjectRowV1) -> Result<(), Stor
         }
         Some(c) => {
             tx.prepare_cached(
-                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO credentials (tax_code, profile, serial, key_id, phc, body, deliver_due)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (tax_code) DO UPDATE SET
                    profile = excluded.profile, serial = excluded.serial,
-                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body",
+                   key_id = excluded.key_id, phc = excluded.phc, body = excluded.body,
+                   deliver_due = excluded.deliver_due",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -406,7 +408,8 @@ fn write_credential(tx: &Transaction<'_>, row: &SubjectRowV1) -> Result<(), Stor
                     c.serial,
                     c.key_id,
                     c.phc,
-                    c.body
+                    c.body,
+                    c.deliver_due
                 ])
             })
             .map_err(db_write)?;
@@ -624,6 +627,34 @@ impl Store for SqliteStore {
             for row in rows {
                 let (tax, text) = row.map_err(db)?;
                 out.push(audit_chain::read_event(&tax, &text)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaxCode>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT tax_code FROM credentials
+                      WHERE deliver_due IS NOT NULL AND deliver_due <= ?1
+                      ORDER BY deliver_due, tax_code LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![now.timestamp(), limit], |r| r.get::<_, String>(0))
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let text = row.map_err(db)?;
+                out.push(TaxCode::parse(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("tax code in the delivery queue: {e}"))
+                })?);
             }
             Ok(out)
         })

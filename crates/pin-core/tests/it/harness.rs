@@ -185,3 +185,14 @@ pub(crate) fn subject(s: &Service, code: &str) -> Subject {
 pub(crate) fn is_accepted(o: &VerifyOutcome) -> bool {
     matches!(o, VerifyOutcome::Accepted { .. })
 }
+
+/// `n` distinct valid tax codes.
+pub(crate) fn valid_codes(n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            pin_core::conformance::support::synthetic_tax_code(i)
+                .as_str()
+                .to_owned()
+        })
+        .collect()
+}

@@ -8,6 +8,7 @@
 
 mod api;
 mod both;
+mod delivery;
 mod driver;
 mod harness;
 mod inps;

@@ -733,6 +733,15 @@ impl World {
                     (By::InPerson, Who::Inps) => Actor::BranchOperator("br-1".into()),
                     (By::System, _) => Actor::System,
                 };
+                // rule: POL-4 — a re-send replacing a PIN whose delivery failed for good is
+                // not counted: nothing reached the person.
+                let failed = self
+                    .svc
+                    .store()
+                    .load(&tax(who.code()))
+                    .unwrap()
+                    .and_then(|l| l.subject.credential)
+                    .is_some_and(|c| c.parts.iter().any(|p| p.state == DeliveryState::Failed));
                 let p = &self.people[who.idx()];
                 let ok = p.cur.as_ref().is_some_and(|c| {
                     // rule: POL-5 — a re-send never unlocks a blocked PIN.
@@ -747,10 +756,12 @@ impl World {
                         && !(who == Who::Noipa
                             && by == By::Operator
                             && now < c.issued_at + Duration::hours(12))
-                        && p.rate_ok(now)
+                        && (failed || p.rate_ok(now))
                 });
-                self.command(who, actor, Command::Resend, ok, |p, msgs, now| {
-                    p.rate_count(now);
+                self.command(who, actor, Command::Resend, ok, move |p, msgs, now| {
+                    if !failed {
+                        p.rate_count(now);
+                    }
                     let c = p.cur.clone().unwrap();
                     // rule: POL-3 — a fresh PIN on the same channels; failures carry over.
                     p.issued(
