@@ -292,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_defaults() {
+        let c = WebhookConfig::new("https://sms.example.it/", key());
+        assert_eq!(c.language, Language::Italian);
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.timeout, Duration::from_secs(15));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.backoff, Duration::from_millis(500));
+        assert_eq!(c.max_backoff, Duration::from_secs(5));
+        // At most: every attempt times out, with the waits between them.
+        let worst = c.timeout * c.max_attempts + c.backoff + c.backoff * 2;
+        assert!(worst <= Duration::from_secs(47), "{worst:?}");
+    }
+
+    #[test]
     fn limits_are_checked() {
         let mut c = WebhookConfig::new("https://sms.example.it/", key());
         c.max_attempts = 0;

@@ -15,7 +15,7 @@
 //!
 //! {"type":"pin","message_id":"9f2c4e1a0b7d3f5e8a6c2b1d4e7f0a3c","channel":"sms",
 //!  "recipient":"+393471234567","language":"it",
-//!  "text":"Il Suo PIN NoiPA: 48213. È personale e segreto: non lo comunichi a nessuno."}
+//!  "text":"Il Suo PIN NoiPA: 48213. Il PIN è personale: non lo comunichi a nessuno."}
 //! ```
 //!
 //! | field | meaning |

@@ -156,8 +156,8 @@ impl WebhookNotifier {
     /// part of the same credential (subject, serial, part), different for any other part.
     ///
     /// It is HMAC-SHA-256 under the signing key over those three, cut to 128 bits (32 hex
-    /// digits): a gateway can deduplicate on it, and nobody without the key can tell whose
-    /// tax code is behind it. A new signing key gives new ids, so rotate the key when no
+    /// digits): a gateway can deduplicate on it, and whoever reads it without the key (in a
+    /// gateway's logs, say) cannot tell whose tax code is behind it. A new signing key gives new ids, so rotate the key when no
     /// send is pending.
     #[must_use]
     pub fn message_id(&self, d: &Delivery) -> String {

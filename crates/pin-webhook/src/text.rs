@@ -1,11 +1,13 @@
 //! The SMS texts: short, one per message, in Italian or English.
 //!
 //! They say what the e-mails of `pin-smtp` say, shortened for a phone screen (this crate
-//! does not depend on `pin-smtp`, whose texts are letters with a subject line). The secret
+//! does not depend on `pin-smtp`, whose texts are letters with a subject line). Each fits
+//! one SMS: at most 160 characters, all in the GSM 7-bit alphabet (so `è`, never `È`, which
+//! would switch the whole message to UCS-2 and 70 characters a segment). The secret
 //! appears exactly once, after a colon:
 //!
-//! - `Il Suo PIN NoiPA: 48213. È personale e segreto: non lo comunichi a nessuno.`
-//! - `Your INPS PIN, part 2 of 2: K7QM2ZXA. It is personal and secret: never tell it to anyone.`
+//! - `Il Suo PIN NoiPA: 48213. Il PIN è personale: non lo comunichi a nessuno.`
+//! - `Your INPS PIN, part 2 of 2: K7QM2ZXA. It is personal: never tell it to anyone.`
 
 use pin_core::command::{Delivery, Notice, NoticeKind};
 use zeroize::Zeroizing;
@@ -29,19 +31,19 @@ pub fn render(d: &Delivery, language: Language) -> Zeroizing<String> {
     let secret = d.secret.expose_secret();
     Zeroizing::new(match (d.of > 1, language) {
         (false, Language::Italian) => format!(
-            "Il Suo PIN {issuer}: {secret}. È personale e segreto: non lo comunichi a nessuno."
+            "Il Suo PIN {issuer}: {secret}. Il PIN è personale: non lo comunichi a nessuno."
         ),
         (true, Language::Italian) => format!(
-            "Il Suo PIN {issuer}, parte {} di {}: {secret}. È personale e segreto: non lo \
+            "Il Suo PIN {issuer}, parte {} di {}: {secret}. Il PIN è personale: non lo \
              comunichi a nessuno.",
             d.part, d.of
         ),
-        (false, Language::English) => format!(
-            "Your {issuer} PIN: {secret}. It is personal and secret: never tell it to anyone."
-        ),
+        (false, Language::English) => {
+            format!("Your {issuer} PIN: {secret}. It is personal: never tell it to anyone.")
+        }
         (true, Language::English) => format!(
-            "Your {issuer} PIN, part {} of {}: {secret}. It is personal and secret: never \
-             tell it to anyone.",
+            "Your {issuer} PIN, part {} of {}: {secret}. It is personal: never tell it to \
+             anyone.",
             d.part, d.of
         ),
     })
@@ -64,7 +66,7 @@ pub fn render_notice(n: &Notice, language: Language) -> String {
             };
             format!(
                 "Avviso di sicurezza: il {when} {what}. Se non è stato Lei, contatti subito \
-                 l'assistenza. Questo avviso non contiene mai un PIN."
+                 l'assistenza."
             )
         }
         Language::English => {
@@ -78,7 +80,7 @@ pub fn render_notice(n: &Notice, language: Language) -> String {
             };
             format!(
                 "Security notice: on {when} {what}. If it was not you, contact the issuer at \
-                 once. This notice never contains a PIN."
+                 once."
             )
         }
     }
@@ -111,6 +113,53 @@ mod tests {
         }
     }
 
+    /// One SMS segment: at most 160 characters of the GSM 7-bit basic alphabet (the
+    /// characters these texts could use; `[`, `]`, `{`, `}`, `~`, `|`, `€` and `È` are not
+    /// in it).
+    fn one_gsm_segment(text: &str) {
+        assert!(
+            text.chars().count() <= 160,
+            "{} > 160: {text}",
+            text.chars().count()
+        );
+        let gsm = |c: char| {
+            c.is_ascii_alphanumeric()
+                || " .,:;'!?-()+/\"@#%&*<>=_".contains(c)
+                || "èéùìòàÉ".contains(c)
+        };
+        assert!(text.chars().all(gsm), "not GSM 7-bit: {text}");
+    }
+
+    #[test]
+    fn every_text_fits_one_gsm_sms() {
+        for language in [Language::Italian, Language::English] {
+            for (secret, part, of) in [("48213", 1, 1), ("K7QM2ZXA", 1, 2), ("K7QM2ZXA", 2, 2)] {
+                one_gsm_segment(&render(&delivery(secret, part, of), language));
+            }
+            for kind in [
+                NoticeKind::ContactsChanged,
+                NoticeKind::PinReset,
+                NoticeKind::PinIssuedByOther { by: "rid" },
+                NoticeKind::Locked,
+            ] {
+                one_gsm_segment(&render_notice(&notice(kind), language));
+            }
+        }
+    }
+
+    fn notice(kind: NoticeKind) -> Notice {
+        Notice {
+            subject: TaxCode::parse("RSSMRA85T10A562S").unwrap(),
+            kind,
+            channel: Channel::Sms,
+            recipient: "+393471234567".into(),
+            at: chrono::Utc
+                .with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
+                .single()
+                .unwrap(),
+        }
+    }
+
     #[test]
     fn the_secret_appears_once_with_its_part() {
         let it = render(&delivery("48213", 1, 1), Language::Italian);
@@ -131,23 +180,13 @@ mod tests {
     // rule: POL-6 — notices in both languages, for every kind, carry no PIN.
     #[test]
     fn notices_carry_no_pin() {
-        let at = chrono::Utc
-            .with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
-            .single()
-            .unwrap();
         for kind in [
             NoticeKind::ContactsChanged,
             NoticeKind::PinReset,
             NoticeKind::PinIssuedByOther { by: "rid" },
             NoticeKind::Locked,
         ] {
-            let n = Notice {
-                subject: TaxCode::parse("RSSMRA85T10A562S").unwrap(),
-                kind,
-                channel: Channel::Sms,
-                recipient: "+393471234567".into(),
-                at,
-            };
+            let n = notice(kind);
             for language in [Language::Italian, Language::English] {
                 let t = render_notice(&n, language);
                 assert!(t.contains("2026-01-15 09:00 UTC"), "{t}");

@@ -347,6 +347,26 @@ fn a_429_is_retried_after_its_retry_after() {
     assert_eq!(gateway.requests().len(), 2);
 }
 
+/// A `Retry-After` longer than `max_backoff` is capped by it (an hour's wait would hang
+/// this test), and a redirect is not followed: it says the URL is wrong.
+#[test]
+fn retry_after_is_capped_and_redirects_are_not_followed() {
+    let gateway = Gateway::start(vec![Reply::RetryAfter(503, 3600), Reply::Status(200, "{}")]);
+    assert_eq!(
+        notifier(&gateway).deliver(&sms("48213", 1, 1)).unwrap(),
+        Receipt::Sent
+    );
+    assert_eq!(gateway.requests().len(), 2);
+
+    let moved = Gateway::start(vec![Reply::Status(301, "{}")]);
+    let e = notifier(&moved).deliver(&sms("48213", 1, 1)).unwrap_err();
+    assert!(
+        matches!(&e, DeliveryError::Unavailable(m) if m.contains("redirects are not followed")),
+        "{e}"
+    );
+    assert_eq!(moved.requests().len(), 1);
+}
+
 /// `{"status":"delivered"}` confirms the part in the record.
 #[test]
 fn a_delivered_status_confirms_the_part() {
@@ -551,4 +571,33 @@ fn pol_6_a_security_notice_is_sent_as_its_own_type_without_a_pin() {
         Err(DeliveryError::Unavailable(_))
     ));
     assert_eq!(gateway.requests().len(), 1);
+}
+
+/// `https://` speaks TLS even to this machine: the first bytes on the wire are a TLS
+/// handshake record, never the JSON (and a server that does not answer TLS leaves the part
+/// pending).
+#[test]
+fn https_speaks_tls_and_never_sends_the_body_in_clear() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut first = [0u8; 3];
+        stream.read_exact(&mut first).unwrap();
+        first // dropped: the connection closes
+    });
+    let mut c = config(&format!("https://127.0.0.1:{port}/sms"));
+    c.max_attempts = 1;
+    let e = WebhookNotifier::new(c)
+        .unwrap()
+        .deliver(&sms("48213", 1, 1))
+        .unwrap_err();
+    assert!(matches!(e, DeliveryError::Unavailable(_)), "{e}");
+    let first = server.join().unwrap();
+    assert_eq!(
+        first[..2],
+        [0x16, 0x03],
+        "a TLS handshake record: {first:?}"
+    );
 }
