@@ -161,9 +161,9 @@ impl WebhookConfig {
         }
     }
 
-    /// Checks the URL and the limits; answers the URL parsed and its shown form (scheme,
-    /// host, port and path: no credentials, no query).
-    pub(crate) fn check(&self) -> Result<(Uri, String), ConfigError> {
+    /// Checks the URL and the limits; answers the URL parsed, its shown form (scheme, host,
+    /// port and path: no credentials, no query) and whether it is on this machine.
+    pub(crate) fn checked(&self) -> Result<Checked, ConfigError> {
         let url = self.url.trim();
         let uri: Uri = url.parse().map_err(|_| ConfigError::Url {
             reason: "it is not a valid URL (e.g. `https://sms.example.it/v1/messages`)",
@@ -203,8 +203,22 @@ impl WebhookConfig {
         let scheme = uri.scheme_str().unwrap_or_default();
         let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
         let shown = format!("{scheme}://{host}{port}{}", uri.path());
-        Ok((uri, shown))
+        Ok(Checked {
+            loopback: is_loopback(host),
+            uri,
+            shown,
+        })
     }
+}
+
+/// A URL that passed [`WebhookConfig::checked`].
+pub(crate) struct Checked {
+    /// The URL.
+    pub(crate) uri: Uri,
+    /// Scheme, host, port and path.
+    pub(crate) shown: String,
+    /// Whether the host is this machine.
+    pub(crate) loopback: bool,
 }
 
 /// Whether `host` is this machine (`localhost` or a loopback address).
@@ -265,7 +279,7 @@ mod tests {
 
     #[test]
     fn https_anywhere_http_only_here() {
-        let ok = |u: &str| WebhookConfig::new(u, key()).check().map(|(_, s)| s);
+        let ok = |u: &str| WebhookConfig::new(u, key()).checked().map(|c| c.shown);
         assert_eq!(
             ok("https://sms.example.it/v1/send?token=abc").unwrap(),
             "https://sms.example.it/v1/send"
@@ -309,10 +323,10 @@ mod tests {
     fn limits_are_checked() {
         let mut c = WebhookConfig::new("https://sms.example.it/", key());
         c.max_attempts = 0;
-        assert!(matches!(c.check(), Err(ConfigError::NoAttempts)));
+        assert!(matches!(c.checked(), Err(ConfigError::NoAttempts)));
         c.max_attempts = 1;
         c.timeout = Duration::ZERO;
-        assert!(matches!(c.check(), Err(ConfigError::ZeroTimeout)));
+        assert!(matches!(c.checked(), Err(ConfigError::ZeroTimeout)));
     }
 
     #[test]

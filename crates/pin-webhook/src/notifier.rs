@@ -37,6 +37,8 @@ const OUR_FAULT: [u16; 5] = [401, 403, 404, 405, 407];
 /// HTTP API (`ureq`'s blocking client: call it from a thread that may block, e.g.
 /// `spawn_blocking` or a delivery worker).
 ///
+/// - **Proxy**: the one the environment names (`HTTPS_PROXY`, `ALL_PROXY`, honouring
+///   `NO_PROXY`), except for a gateway on this machine, which is always reached directly.
 /// - **Request**: `POST` of the JSON body described in the [crate docs](crate), with
 ///   `Content-Type: application/json`, the signature header [`SIGNATURE_HEADER`]
 ///   (see [`crate::signature`]) and [`IDEMPOTENCY_HEADER`] carrying the `message_id`.
@@ -125,8 +127,15 @@ impl WebhookNotifier {
     /// that holds credentials or cannot be parsed, for no attempts or a zero timeout, and
     /// [`ConfigError::NoTlsSupport`] for `https://` without the `rustls` feature.
     pub fn new(config: WebhookConfig) -> Result<Self, ConfigError> {
-        let (uri, endpoint) = config.check()?;
+        let checked = config.checked()?;
+        // A gateway on this machine is never reached through a proxy of the environment.
+        let proxy = if checked.loopback {
+            None
+        } else {
+            ureq::Proxy::try_from_env()
+        };
         let agent_config = Agent::config_builder()
+            .proxy(proxy)
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -136,8 +145,8 @@ impl WebhookNotifier {
             .build();
         Ok(Self {
             agent: Agent::new_with_config(agent_config),
-            uri,
-            endpoint,
+            uri: checked.uri,
+            endpoint: checked.shown,
             key: config.signing_key,
             language: config.language,
             max_attempts: config.max_attempts,

@@ -601,3 +601,42 @@ fn https_speaks_tls_and_never_sends_the_body_in_clear() {
         "a TLS handshake record: {first:?}"
     );
 }
+
+/// A gateway on this machine is reached directly even when the environment names a proxy
+/// (here one that is down): run in a child process of this test binary, so the variables
+/// are set only there.
+#[test]
+fn a_loopback_gateway_is_never_reached_through_a_proxy() {
+    let dead_proxy = format!("http://127.0.0.1:{}", closed_port());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "proxy_child_delivers_directly",
+            "--nocapture",
+        ])
+        .env("ALL_PROXY", &dead_proxy)
+        .env("HTTP_PROXY", &dead_proxy)
+        .env("http_proxy", &dead_proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "the child ran: {stdout}");
+}
+
+/// The child of [`a_loopback_gateway_is_never_reached_through_a_proxy`].
+#[test]
+#[ignore = "run by a_loopback_gateway_is_never_reached_through_a_proxy with a proxy set"]
+fn proxy_child_delivers_directly() {
+    assert!(std::env::var("ALL_PROXY").is_ok(), "run with a proxy set");
+    let gateway = Gateway::start(vec![Reply::Status(200, "{}")]);
+    notifier(&gateway).deliver(&sms("48213", 1, 1)).unwrap();
+    assert_eq!(gateway.requests().len(), 1);
+}
