@@ -561,6 +561,13 @@ fn pol_6_a_security_notice_is_sent_as_its_own_type_without_a_pin() {
         "{text}"
     );
     assert!(!text.contains("PIN:"), "{text}");
+    // The same notice has the same id (a retry); another kind of notice another one.
+    assert_eq!(notifier(&gateway).notice_id(&notice), n.notice_id(&notice));
+    let locked = Notice {
+        kind: NoticeKind::Locked,
+        ..notice.clone()
+    };
+    assert_ne!(n.notice_id(&locked), n.notice_id(&notice));
     // A notice on another channel is not this notifier's.
     let mail = Notice {
         channel: Channel::Email,
