@@ -47,8 +47,8 @@ const OUR_FAULT: [u16; 5] = [401, 403, 404, 405, 407];
 ///   [`WebhookConfig::backoff`] then twice as long each time (at most
 ///   [`WebhookConfig::max_backoff`], which also caps a `Retry-After`). Every attempt sends
 ///   the same body — the same `message_id` — so a gateway that deduplicates on it carries
-///   the message once even when a reply was lost and we sent again (at-least-once
-///   delivery, exactly-once to the phone).
+///   the message once even when a reply was lost and we sent again (we send at least
+///   once; dropping the copies is the gateway's part).
 /// - **Outcomes**: `2xx` with `{"status":"delivered"}` → [`Receipt::Confirmed`]; any other
 ///   `2xx` → [`Receipt::Sent`]. Another `4xx` (an invalid number, a text refused) →
 ///   [`DeliveryError::Refused`]: the part is failed and recovery is a fresh PIN (POL-3).
