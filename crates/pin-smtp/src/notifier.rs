@@ -4,8 +4,8 @@ use std::fmt;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::SmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials as LettreCredentials;
+use lettre::transport::smtp::{PoolConfig, SmtpTransportBuilder};
 use lettre::{Address, SmtpTransport, Transport};
 use pin_core::command::{Delivery, Notice};
 use pin_core::notify::{DeliveryError, Notifier, Receipt};
@@ -24,8 +24,15 @@ const OUR_FAULT: [&str; 4] = ["530", "534", "535", "538"];
 const MAX_REPLY: usize = 200;
 
 /// A [`Notifier`] that sends [`Channel::Email`] and [`Channel::Pec`] messages through an
-/// SMTP relay (with `lettre`'s blocking transport: one connection per message).
+/// SMTP relay, with `lettre`'s blocking transport.
 ///
+/// - **Connections**: kept open between messages and reused
+///   ([`SmtpConfig::pool_max_size`], [`SmtpConfig::pool_idle_timeout`]), so a delivery
+///   worker sending many messages opens one connection rather than one per message
+///   (threads sending at once each get a connection; at most `pool_max_size` stay open
+///   between messages). A connection on which a message failed is closed, not reused; one
+///   the relay closed while idle is replaced. Share one notifier between threads (e.g. in
+///   an `Arc`) to share its connections; dropping it closes them.
 /// - **Texts**: [`crate::text::render`] in the configured [`Language`]; the secret is on a
 ///   line of the body and never in the subject line.
 /// - **Outcomes**: accepted by the relay → [`Receipt::Sent`] (a PEC provider's delivery
@@ -88,9 +95,13 @@ impl SmtpNotifier {
             return Err(ConfigError::CredentialsInClear);
         }
         let port = config.port();
+        let pool = PoolConfig::new()
+            .max_size(config.pool_max_size)
+            .idle_timeout(config.pool_idle_timeout);
         let builder = SmtpTransport::builder_dangerous(host.as_str())
             .port(port)
-            .timeout(Some(config.timeout));
+            .timeout(Some(config.timeout))
+            .pool_config(pool);
         let mut builder = with_tls(builder, config.tls, &host)?;
         if let Some(c) = &config.credentials {
             builder = builder.credentials(LettreCredentials::new(
@@ -131,7 +142,7 @@ impl SmtpNotifier {
     /// The [`DeliveryError`] for a failure of the relay, with any quote of the secret
     /// redacted.
     fn classify(&self, e: &lettre::transport::smtp::Error, secret: &str) -> DeliveryError {
-        let said = redact(&one_line(&e.to_string()), secret);
+        let said = quote(&e.to_string(), secret);
         let relay = &self.relay;
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
         if e.is_permanent() && OUR_FAULT.contains(&code.as_str()) {
@@ -201,6 +212,12 @@ fn with_tls(
         TlsMode::None => Ok(builder),
         TlsMode::StartTls | TlsMode::Implicit => Err(ConfigError::NoTlsSupport),
     }
+}
+
+/// A relay's reply as an error quotes it: `secret` redacted, then on one line and shortened
+/// (in that order: a cut first could leave part of the secret behind).
+fn quote(text: &str, secret: &str) -> String {
+    one_line(&redact(text, secret))
 }
 
 /// `text` on one line, at most [`MAX_REPLY`] characters.
@@ -289,6 +306,13 @@ mod tests {
             "554 PIN: [redacted] and [redacted]"
         );
         assert_eq!(redact("nothing here", "48213"), "nothing here");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_redacted_whole() {
+        let reply = format!("554 {}48213 more", "x".repeat(MAX_REPLY - 7));
+        let said = quote(&reply, "48213");
+        assert!(!said.contains("4821"), "{said}");
     }
 
     #[test]

@@ -350,3 +350,145 @@ fn a_security_notice_reaches_the_old_mailbox_without_a_pin() {
         }
     }
 }
+
+/// Twenty messages for twenty people, sent one after another as a delivery worker does.
+fn send_twenty(notifier: &SmtpNotifier) {
+    send_twenty_in(notifier, 1..=20);
+}
+
+/// Messages `range` of [`send_twenty`].
+fn send_twenty_in(notifier: &SmtpNotifier, range: std::ops::RangeInclusive<u64>) {
+    use pin_core::command::Delivery;
+    use pin_core::format::{PinFormat, parse_input};
+    use pin_core::notify::{Notifier, Receipt};
+    use pin_core::subject::Origin;
+    for i in range {
+        let d = Delivery {
+            subject: TaxCode::parse(MARIO).unwrap(),
+            serial: i,
+            part: 1,
+            of: 1,
+            channel: Channel::Email,
+            recipient: format!("person{i}@example.it"),
+            secret: parse_input(PinFormat::NoipaDigits5, &format!("{:05}", 40_000 + i)).unwrap(),
+            origin: Origin::Enrolment,
+        };
+        assert_eq!(notifier.deliver(&d).unwrap(), Receipt::Sent, "message {i}");
+    }
+}
+
+/// The relay's `X-Peer` headers (`('127.0.0.1', <client port>)`): one per connection used.
+fn peers(messages: &[pin_smtp::test_relay::Mail]) -> std::collections::BTreeSet<String> {
+    messages
+        .iter()
+        .map(|m| {
+            m.header("x-peer")
+                .expect("aiosmtpd records the peer")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Issue #12: a worker sending many messages through one notifier reuses its connection;
+/// all 20 arrive, each to its own recipient with its own PIN.
+#[test]
+fn twenty_messages_through_one_notifier_arrive_over_one_connection() {
+    let Some(relay) = relay() else { return };
+    let notifier = SmtpNotifier::new(config(
+        &relay,
+        "NoiPA <no-reply@noipa.example>",
+        Language::Italian,
+    ))
+    .unwrap();
+    send_twenty(&notifier);
+    let messages = relay.messages().unwrap();
+    assert_eq!(messages.len(), 20);
+    let mut got: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| (m.header("to").unwrap().to_owned(), m.secret().unwrap()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = (1..=20u64)
+        .map(|i| {
+            (
+                format!("person{i}@example.it"),
+                format!("{:05}", 40_000 + i),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        peers(&messages).len(),
+        1,
+        "one connection: {:?}",
+        peers(&messages)
+    );
+}
+
+/// `pool_max_size = 0`: each connection closes after its message (the setting is honoured).
+#[test]
+fn without_a_pool_each_message_has_its_own_connection() {
+    let Some(relay) = relay() else { return };
+    let mut c = config(&relay, "no-reply@noipa.example", Language::Italian);
+    c.pool_max_size = 0;
+    send_twenty(&SmtpNotifier::new(c).unwrap());
+    let messages = relay.messages().unwrap();
+    assert_eq!(messages.len(), 20);
+    assert_eq!(peers(&messages).len(), 20);
+}
+
+/// A kept connection on which a message failed is not reused for the next: after a
+/// deferral (451) and a refusal (550), the next message still goes through.
+#[test]
+fn a_failed_message_does_not_spoil_the_kept_connection() {
+    use pin_core::command::Delivery;
+    use pin_core::format::{PinFormat, parse_input};
+    use pin_core::notify::{DeliveryError, Notifier};
+    use pin_core::subject::Origin;
+    let Some(relay) = relay() else { return };
+    let notifier =
+        SmtpNotifier::new(config(&relay, "no-reply@noipa.example", Language::English)).unwrap();
+    let to = |recipient: &str| Delivery {
+        subject: TaxCode::parse(MARIO).unwrap(),
+        serial: 1,
+        part: 1,
+        of: 1,
+        channel: Channel::Email,
+        recipient: recipient.into(),
+        secret: parse_input(PinFormat::NoipaDigits5, "48213").unwrap(),
+        origin: Origin::Enrolment,
+    };
+    notifier.deliver(&to("first@example.it")).unwrap();
+    assert!(matches!(
+        notifier.deliver(&to("busy@example.it")),
+        Err(DeliveryError::Unavailable(_))
+    ));
+    assert!(matches!(
+        notifier.deliver(&to("unknown@example.it")),
+        Err(DeliveryError::Refused(_))
+    ));
+    notifier.deliver(&to("last@example.it")).unwrap();
+    let messages = relay.messages().unwrap();
+    let to: Vec<&str> = messages.iter().map(|m| m.header("to").unwrap()).collect();
+    assert_eq!(to, ["first@example.it", "last@example.it"]);
+    // The first connection carried the deferral and was closed: the last message came on
+    // another one.
+    assert_eq!(peers(&messages).len(), 2, "{:?}", peers(&messages));
+}
+
+/// A kept connection unused for longer than `pool_idle_timeout` is closed; the next
+/// message opens a new one.
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let Some(relay) = relay() else { return };
+    let mut c = config(&relay, "no-reply@noipa.example", Language::Italian);
+    c.pool_idle_timeout = Duration::from_millis(100);
+    let notifier = SmtpNotifier::new(c).unwrap();
+    send_twenty_in(&notifier, 1..=1);
+    std::thread::sleep(Duration::from_millis(1500));
+    send_twenty_in(&notifier, 2..=2);
+    let messages = relay.messages().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(peers(&messages).len(), 2, "{:?}", peers(&messages));
+}
