@@ -112,12 +112,15 @@ pub mod cluster;
 mod error;
 mod options;
 mod pool;
+mod runtime;
 mod schema;
 mod store;
+mod tls;
 
 pub use error::{DbError, OpenError, PoolExhausted};
 pub use options::{DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, PostgresOptions};
 pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
+pub use runtime::InsideAsyncRuntime;
 pub use schema::SCHEMA_VERSION;
 pub use store::PostgresStore;
 
