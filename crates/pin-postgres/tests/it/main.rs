@@ -19,3 +19,4 @@ mod errors;
 mod pool;
 mod restart;
 mod rows;
+mod runtime;
