@@ -289,14 +289,17 @@ impl Cluster {
     pub fn set_ssl(&self, on: bool) -> Result<(), ClusterError> {
         let mut client =
             postgres::Client::connect(&self.url("postgres"), postgres::NoTls).map_err(fail)?;
-        client
-            .batch_execute(&format!(
-                "ALTER SYSTEM SET ssl = {}; SELECT pg_reload_conf()",
-                if on { "on" } else { "off" }
-            ))
-            .map_err(fail)?;
-        // The reload is asynchronous: wait until a new session sees the setting.
         let want = if on { "on" } else { "off" };
+        // Two statements: ALTER SYSTEM cannot run in a transaction (or a batch).
+        for statement in [
+            format!("ALTER SYSTEM SET ssl = {want}"),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            client
+                .batch_execute(&statement)
+                .map_err(|e| fail(format_args!("{statement}: {e} ({e:?})")))?;
+        }
+        // The reload is asynchronous: wait until a new session sees the setting.
         for _ in 0..200 {
             let mut probe =
                 postgres::Client::connect(&self.url("postgres"), postgres::NoTls).map_err(fail)?;

@@ -20,3 +20,4 @@ mod pool;
 mod restart;
 mod rows;
 mod runtime;
+mod tls;
