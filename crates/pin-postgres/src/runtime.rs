@@ -17,8 +17,16 @@
 
 use std::task::{Context, Poll, Waker};
 
-/// A blocking store method (or an open) was called on a thread that is driving
-/// asynchronous tasks, where the blocking PostgreSQL client cannot run. Nothing was done.
+/// A blocking store method was called from a future polled by a tokio runtime, where the
+/// blocking PostgreSQL client cannot run: the source of the
+/// [`pin_core::store::StoreError::Backend`] returned then (see the crate docs,
+/// "Blocking"). Nothing was done; the same call on a blocking thread
+/// (`tokio::task::spawn_blocking`) works.
+///
+/// Async code is recognised by tokio's cooperative budget, which a task (and the future of
+/// `block_on`) runs under and a blocking thread does not; a future wrapped in
+/// `tokio::task::unconstrained` has no budget, is not recognised, and there the client
+/// still panics.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the blocking PostgreSQL store was called from inside an async runtime: run it on a blocking thread (tokio::task::spawn_blocking) or use the async driver; nothing was done"

@@ -550,3 +550,139 @@ impl Tls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::str::FromStr;
+
+    use super::*;
+
+    /// The mode `url` resolves to, and the `postgres` crate's mode set for it.
+    fn resolved(url: &str) -> Result<(SslMode, bool, PgSslMode), OpenError> {
+        let extracted = extract(url)?;
+        let mut config = Config::from_str(&extracted.rest).unwrap();
+        let tls = extracted.resolve(&mut config)?;
+        Ok((tls.mode, tls.defaulted, config.get_ssl_mode()))
+    }
+
+    #[test]
+    fn the_default_is_plain_on_this_host_and_verify_full_elsewhere() {
+        for local in [
+            "postgres://u:p@127.0.0.1:5432/db",
+            "postgres://u:p@127.8.9.10/db",
+            "postgres://u:p@localhost/db",
+            "postgres://u:p@LOCALHOST/db",
+            "postgres://u:p@[::1]:5432/db",
+            "postgres://u:p@%2Fvar%2Frun%2Fpostgresql/db",
+            "host=/var/run/postgresql user=u dbname=db",
+            "postgres://u:p@db.example.it/db?hostaddr=127.0.0.1&sslmode=disable",
+        ] {
+            assert_eq!(resolved(local).unwrap().0, SslMode::Disable, "{local}");
+            assert_eq!(resolved(local).unwrap().2, PgSslMode::Disable, "{local}");
+        }
+        for remote in [
+            "postgres://u:p@db.example.it/db",
+            "postgres://u:p@10.0.0.5:5432/db",
+            "postgres://u:p@127.0.0.1,db.example.it/db",
+            "postgres://u:p@localhost/db?hostaddr=10.0.0.5",
+            "host=db.example.it user=u",
+        ] {
+            let (mode, defaulted, pg) = resolved(remote).unwrap();
+            assert_eq!(mode, SslMode::VerifyFull, "{remote}");
+            assert!(defaulted, "{remote}");
+            assert_eq!(pg, PgSslMode::Require, "{remote}");
+        }
+    }
+
+    #[test]
+    fn every_mode_is_read_from_a_url_and_a_key_value_string() {
+        for (name, mode, pg) in [
+            ("disable", SslMode::Disable, PgSslMode::Disable),
+            ("prefer", SslMode::Prefer, PgSslMode::Prefer),
+            ("require", SslMode::Require, PgSslMode::Require),
+            ("verify-full", SslMode::VerifyFull, PgSslMode::Require),
+        ] {
+            let url = format!("postgres://u:p@db.example.it/db?connect_timeout=3&sslmode={name}");
+            assert_eq!(resolved(&url).unwrap(), (mode, false, pg), "{url}");
+            let kv = format!("host=db.example.it sslmode = '{name}' user=u");
+            assert_eq!(resolved(&kv).unwrap(), (mode, false, pg), "{kv}");
+        }
+    }
+
+    #[test]
+    fn the_tls_parameters_are_taken_out_and_the_rest_kept() {
+        let e = extract(
+            "postgres://u:p%3Fx@h:1/db?sslrootcert=%2Fetc%2Fca%20file.pem&connect_timeout=3&sslmode=require&application_name=a",
+        )
+        .unwrap();
+        assert_eq!(
+            e.rest,
+            "postgres://u:p%3Fx@h:1/db?connect_timeout=3&application_name=a"
+        );
+        assert_eq!(e.mode, Some(SslMode::Require));
+        assert_eq!(e.root_cert, Some(PathBuf::from("/etc/ca file.pem")));
+
+        // A '?' in the password (allowed by the postgres crate) is not the query.
+        let e = extract("postgres://u:p?q@h/db").unwrap();
+        assert_eq!(e.rest, "postgres://u:p?q@h/db");
+        assert_eq!(e.mode, None);
+
+        let e =
+            extract("host=h password='it\\'s \\\\ x' sslrootcert='/a b/ca.pem' sslmode=verify-ca")
+                .unwrap();
+        assert_eq!(e.mode, Some(SslMode::VerifyCa));
+        assert_eq!(e.root_cert, Some(PathBuf::from("/a b/ca.pem")));
+        let config = Config::from_str(&e.rest).unwrap();
+        assert_eq!(config.get_hosts(), &[Host::Tcp("h".into())]);
+        assert_eq!(config.get_password(), Some(&b"it's \\ x"[..]));
+
+        // Unparsable: handed on whole, for the postgres crate to say what is wrong.
+        let e = extract("host='unterminated sslmode=require").unwrap();
+        assert_eq!(e.rest, "host='unterminated sslmode=require");
+        assert!(Config::from_str(&e.rest).is_err());
+    }
+
+    #[test]
+    fn impossible_settings_are_refused_at_open() {
+        for (url, says) in [
+            ("postgres://u:p@h/db?sslmode=allow", "not supported"),
+            ("postgres://u:p@h/db?sslmode=VERIFY-FULL", "not supported"),
+            ("postgres://u:p@h/db?sslmode=verify-ca", "needs sslrootcert"),
+            (
+                "host=/var/run/postgresql sslmode=require",
+                "Unix-domain socket",
+            ),
+            (
+                "postgres://u:p@%2Ftmp/db?sslmode=verify-full",
+                "Unix-domain socket",
+            ),
+        ] {
+            match resolved(url) {
+                Err(OpenError::InvalidUrl { reason }) => {
+                    assert!(reason.contains(says), "{url}: {reason}");
+                    assert!(!reason.contains("u:p"), "{reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        // `prefer` over a socket is plain, as libpq.
+        assert_eq!(
+            resolved("host=/var/run/postgresql sslmode=prefer")
+                .unwrap()
+                .0,
+            SslMode::Prefer
+        );
+    }
+
+    #[test]
+    fn the_debug_of_the_tls_settings_holds_no_password() {
+        let extracted = extract("postgres://u:hunter2@h/db?sslmode=require").unwrap();
+        let mut config = Config::from_str(&extracted.rest).unwrap();
+        let tls = extracted.resolve(&mut config).unwrap();
+        let shown = format!("{tls:?}");
+        assert!(shown.contains("Require"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
