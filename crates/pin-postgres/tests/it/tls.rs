@@ -5,6 +5,7 @@
 //!
 //! One server for every case (each case is a function, run in turn by one test), turned
 //! from TLS on to off for the last ones.
+//! rule: NOIPA-8, INPS-12, POL-5, BOTH-1 (pin-core's conformance suite, run over verified TLS)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
