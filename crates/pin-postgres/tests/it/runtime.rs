@@ -129,6 +129,8 @@ async fn inside_a_runtime(test: &str) {
     let store = Arc::new(store);
 
     call_everything_on_the_runtime_thread(&store);
+    // Telling async code costs the task none of its cooperative budget.
+    assert!(tokio::task::coop::has_budget_remaining());
 
     // spawn_blocking, as the error says, works.
     let loaded = {
