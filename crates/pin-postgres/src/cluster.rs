@@ -10,6 +10,11 @@
 //!
 //! Running as root, the server runs as the `postgres` user (`runuser -u postgres`), which
 //! the distribution's package creates; PostgreSQL refuses to run as root.
+//!
+//! [`Cluster::start_with_tls`] also turns TLS on (`ssl = on` in `postgresql.conf`), with a
+//! CA and a server certificate made at start ([`Cluster::ca_file`] is the CA to trust);
+//! plain connections are still accepted, and [`Cluster::set_ssl`] turns TLS off and on
+//! again. [`unrelated_ca_pem`] is a CA that signed nothing, to see a certificate refused.
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
@@ -86,6 +91,20 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_with_max_connections(max_connections: u32) -> Result<Self, ClusterError> {
+        Self::start_inner(max_connections, None)
+    }
+
+    /// Makes and starts a new cluster with TLS on: a new CA signs a server certificate
+    /// valid for `names` (DNS names, or IP addresses such as `127.0.0.1`); the CA is
+    /// [`Cluster::ca_file`]. Plain connections are accepted too.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`], or when the certificates cannot be made.
+    pub fn start_with_tls(names: &[&str]) -> Result<Self, ClusterError> {
+        Self::start_inner(300, Some(names))
+    }
+
+    fn start_inner(max_connections: u32, tls: Option<&[&str]>) -> Result<Self, ClusterError> {
         let bin = find_binaries().ok_or_else(|| {
             fail("no PostgreSQL server binaries (initdb, pg_ctl); install the distribution's postgresql package or set PIN_POSTGRES_BIN")
         })?;
@@ -96,6 +115,9 @@ impl Cluster {
         let as_postgres = std::fs::metadata("/proc/self").map_err(fail)?.uid() == 0;
         let password = format!("pin-test-{}-{}", std::process::id(), free_port()?);
         std::fs::write(dir.path().join("pwfile"), &password).map_err(fail)?;
+        if let Some(names) = tls {
+            write_certificates(dir.path(), names)?;
+        }
         let mut cluster = Self {
             dir,
             bin,
@@ -138,6 +160,16 @@ impl Cluster {
                 "--no-sync".into(),
             ],
         )?;
+        if tls.is_some() {
+            let conf = cluster.data().join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).map_err(fail)?;
+            text.push_str(&format!(
+                "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                cluster.dir.path().join("server.pem").display(),
+                cluster.dir.path().join("server.key").display()
+            ));
+            std::fs::write(&conf, text).map_err(fail)?;
+        }
         let mut last = None;
         for _ in 0..5 {
             cluster.port = free_port()?;
@@ -241,6 +273,46 @@ impl Cluster {
         Ok(self.url(name))
     }
 
+    /// The PEM file of the CA that signed the server's certificate, for a cluster started
+    /// with [`Cluster::start_with_tls`].
+    #[must_use]
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let path = self.dir.path().join("ca.pem");
+        path.is_file().then_some(path)
+    }
+
+    /// Turns TLS off or (for a cluster started with [`Cluster::start_with_tls`]) on again,
+    /// for new connections (`ALTER SYSTEM SET ssl`, then a reload).
+    ///
+    /// # Errors
+    /// [`ClusterError`] when the server refuses.
+    pub fn set_ssl(&self, on: bool) -> Result<(), ClusterError> {
+        let mut client =
+            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).map_err(fail)?;
+        let want = if on { "on" } else { "off" };
+        // Two statements: ALTER SYSTEM cannot run in a transaction (or a batch).
+        for statement in [
+            format!("ALTER SYSTEM SET ssl = {want}"),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            client
+                .batch_execute(&statement)
+                .map_err(|e| fail(format_args!("{statement}: {e} ({e:?})")))?;
+        }
+        // The reload is asynchronous: wait until a new session sees the setting.
+        for _ in 0..200 {
+            let mut probe =
+                postgres::Client::connect(&self.url("postgres"), postgres::NoTls).map_err(fail)?;
+            let row = probe.query_one("SHOW ssl", &[]).map_err(fail)?;
+            let now: String = row.try_get(0).map_err(fail)?;
+            if now == want {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(fail(format_args!("the server did not turn ssl {want}")))
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`: clients are disconnected).
     ///
     /// # Errors
@@ -264,6 +336,52 @@ impl Cluster {
     pub fn restart(&self) -> Result<(), ClusterError> {
         self.pg_ctl("restart")
     }
+}
+
+/// Writes `ca.pem`, `server.pem` and `server.key` (mode 0600, as the server demands) into
+/// `dir`: a new CA, and a server certificate it signed for `names`.
+fn write_certificates(dir: &Path, names: &[&str]) -> Result<(), ClusterError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (ca_pem, issuer) = new_ca("pin-postgres throw-away test CA")?;
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = rcgen::CertificateParams::new(names).map_err(fail)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pin-postgres throw-away server");
+    let cert = params.signed_by(&key, &issuer).map_err(fail)?;
+    std::fs::write(dir.join("ca.pem"), ca_pem).map_err(fail)?;
+    std::fs::write(dir.join("server.pem"), cert.pem()).map_err(fail)?;
+    let key_file = dir.join("server.key");
+    std::fs::write(&key_file, key.serialize_pem()).map_err(fail)?;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    Ok(())
+}
+
+fn new_ca(name: &str) -> Result<(String, rcgen::Issuer<'static, rcgen::KeyPair>), ClusterError> {
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).map_err(fail)?;
+    Ok((cert.pem(), rcgen::Issuer::new(params, key)))
+}
+
+/// A new CA certificate (PEM) that signed nothing: a server's certificate checked against
+/// it is not trusted.
+///
+/// # Errors
+/// [`ClusterError`] when the certificate cannot be made.
+pub fn unrelated_ca_pem() -> Result<String, ClusterError> {
+    Ok(new_ca("pin-postgres unrelated test CA")?.0)
 }
 
 impl Drop for Cluster {

@@ -183,6 +183,67 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+    /// The connection string asks for TLS (`sslmode=require`, `verify-ca` or
+    /// `verify-full`, or no `sslmode` for a server on another host: `verify-full`) and the
+    /// server does not offer it.
+    #[error(
+        "the PostgreSQL server at {server} does not offer TLS, and sslmode={sslmode}{} requires it; turn ssl on in the server's configuration, or — only to a server on this host or a trusted network — connect with sslmode=disable",
+        if *defaulted { " (the default for a server on another host)" } else { "" }
+    )]
+    TlsNotOffered {
+        /// `host:port`, database and user.
+        server: String,
+        /// The `sslmode` in force.
+        sslmode: &'static str,
+        /// Whether that `sslmode` was the default rather than written in the URL.
+        defaulted: bool,
+    },
+    /// The server's certificate does not lead to a trusted CA (unknown issuer, expired,
+    /// not yet valid, revoked, bad signature).
+    #[error(
+        "the certificate of the PostgreSQL server at {server} is not trusted: {reason}; it was checked against {trusted}"
+    )]
+    CertificateUntrusted {
+        /// `host:port`, database and user.
+        server: String,
+        /// What is wrong with the certificate.
+        reason: String,
+        /// What the certificate was checked against (`sslrootcert`, or the public CAs).
+        trusted: String,
+    },
+    /// `sslmode=verify-full`: the server's certificate is trusted but not issued for the
+    /// host name (or address) connected to.
+    #[error(
+        "the certificate of the PostgreSQL server at {server} is not valid for that host name: {reason}; connect by a name the certificate lists"
+    )]
+    HostnameMismatch {
+        /// `host:port`, database and user.
+        server: String,
+        /// The names the certificate is valid for, as far as known.
+        reason: String,
+    },
+    /// Any other failure of the TLS handshake.
+    #[error("TLS with the PostgreSQL server at {server} failed: {reason}")]
+    Tls {
+        /// `host:port`, database and user.
+        server: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The CA file of `sslrootcert` cannot be read or holds no usable certificate.
+    #[error("cannot use the CA certificates of sslrootcert={}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The store was opened from inside an async runtime, where the blocking client cannot
+    /// run (see [`crate::InsideAsyncRuntime`]). Nothing was done.
+    #[error(
+        "the blocking PostgreSQL store was opened from inside an async runtime: open it on a blocking thread (tokio::task::spawn_blocking) or use the async driver; nothing was done"
+    )]
+    InsideAsyncRuntime,
     /// Any other failure of PostgreSQL.
     #[error("cannot open the PIN database at {server}: {source}")]
     Db {

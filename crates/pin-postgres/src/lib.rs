@@ -72,8 +72,56 @@
 //! it is full (`too many clients`) or starting up is asked again within the same timeout,
 //! then it is [`pin_core::store::StoreError::Unavailable`] ([`OpenError::Refused`] while
 //! opening), as is a server that cannot be reached. All three say so plainly, changed
-//! nothing, and are retryable. Connections are made without TLS: keep the server on the same
-//! host or a trusted network.
+//! nothing, and are retryable.
+//!
+//! # TLS (`sslmode`, `sslrootcert`)
+//!
+//! Connections are secured by rustls as libpq's `sslmode` URL parameter says, e.g.
+//! `postgres://pin:secret@db.example.it/pins?sslmode=verify-full&sslrootcert=/etc/pin/db-ca.pem`
+//! (or `sslmode=verify-full sslrootcert=/etc/pin/db-ca.pem` in a `key=value` string):
+//!
+//! | `sslmode` | encrypted | the server's certificate | protects against |
+//! |---|---|---|---|
+//! | `disable` | never | — | nothing: for a server on this host or a trusted network |
+//! | `prefer` | when the server offers TLS, else plain | not checked | passive eavesdropping only, and only if the server has TLS: an attacker in the middle can pose as the server or strip TLS |
+//! | `require` | always, or no connection | not checked (with `sslrootcert`: as `verify-ca`, as libpq does) | passive eavesdropping only: **an attacker in the middle can pose as the server** (and read the password and every row) |
+//! | `verify-ca` | always | signed by a CA of `sslrootcert` (required: against the public CAs, without the name, any certificate they ever issued would pass) | a server without a certificate from *your* CA |
+//! | `verify-full` | always | signed by a trusted CA **and** valid for the host name in the URL | an attacker in the middle: the recommended mode |
+//!
+//! `sslrootcert=PATH` is a PEM file of the CA certificate(s) to trust; without it
+//! `verify-full` trusts the public web CAs (Mozilla's list, compiled in: `webpki-roots`),
+//! which suits managed servers with a public certificate. libpq's `allow` is refused (it
+//! prefers plain). Over a Unix-domain socket PostgreSQL has no TLS: `disable` and `prefer`
+//! only.
+//!
+//! **Default, when the URL has no `sslmode`:** `disable` when every host is this machine
+//! (`localhost`, a loopback address or a Unix-domain socket), `verify-full` otherwise.
+//! libpq's default, `prefer`, sends the password and the PIN hashes in clear to a server
+//! without TLS and to anyone who poses as one; a PIN database on another host is worth an
+//! attacker's effort, so the safe mode is the one you get without asking, and a server
+//! that cannot meet it fails loudly ([`OpenError::TlsNotOffered`]) rather than silently in
+//! clear. Loopback traffic does not leave the machine, so TLS would add nothing there.
+//!
+//! Each failure has its own error, naming the server but never the password:
+//! [`OpenError::TlsNotOffered`] (the server has no TLS), [`OpenError::CertificateUntrusted`]
+//! (not signed by a trusted CA, expired, …), [`OpenError::HostnameMismatch`]
+//! (`verify-full`: not issued for that host name), [`OpenError::CaFile`] (the
+//! `sslrootcert` file is unreadable or holds no certificate), [`OpenError::Tls`] (any other
+//! handshake failure). The CA file is read when the store is opened.
+//!
+//! # Blocking: not on an async task
+//!
+//! [`PostgresStore`] is blocking, and the `postgres` client it uses would panic when
+//! called on a thread that is driving async tasks ("Cannot start a runtime from within a
+//! runtime"). So opening it, and every [`Store`] method, called from a future polled by a
+//! tokio runtime returns an error instead: [`OpenError::InsideAsyncRuntime`], or
+//! [`pin_core::store::StoreError::Backend`] holding an [`InsideAsyncRuntime`] (not
+//! retryable: the same call on the same thread can never succeed). Nothing is done. Run
+//! it on a blocking thread — `tokio::task::spawn_blocking`, where it works — or use an
+//! async driver. Dropping the store on an async task does not panic either: its idle
+//! connections are closed on a thread of their own. (A future wrapped in
+//! `tokio::task::unconstrained` is not recognised as async code; see
+//! [`InsideAsyncRuntime`].)
 //!
 //! # Schema (version 1, table `pin_migrations`)
 //!
@@ -112,12 +160,15 @@ pub mod cluster;
 mod error;
 mod options;
 mod pool;
+mod runtime;
 mod schema;
 mod store;
+mod tls;
 
 pub use error::{DbError, OpenError, PoolExhausted};
 pub use options::{DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, PostgresOptions};
 pub use pin_core::audit::chain::{BreakKind, ChainBreak, ChainHead, ChainReport};
+pub use runtime::InsideAsyncRuntime;
 pub use schema::SCHEMA_VERSION;
 pub use store::PostgresStore;
 

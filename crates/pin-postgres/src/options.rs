@@ -31,6 +31,8 @@ pub const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// back-off, up to the same timeout; then the error is
 /// [`pin_core::store::StoreError::Unavailable`] (or [`OpenError::Refused`] while opening).
 /// Both are retryable and nothing was changed.
+///
+/// TLS is set in the URL (`sslmode`, `sslrootcert`; see the crate docs, "TLS").
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PostgresOptions {

@@ -16,7 +16,7 @@
 //! connection is dropped when one is found dead, so the next operation reconnects.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pin_core::store::StoreError;
@@ -366,6 +366,7 @@ impl Pool {
         mode: Mode,
         mut f: impl FnMut(&mut Tx<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
+        crate::runtime::check().map_err(|e| StoreError::Backend(Box::new(e)))?;
         let mut run = 0;
         loop {
             run += 1;
@@ -395,6 +396,32 @@ impl Pool {
                 }
                 Err(Failed::Before(e) | Failed::Commit(e)) => return Err(store_error(e)),
             }
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Closing a connection runs the blocking client, which panics on a thread that drives
+    /// async tasks: there, the idle connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let idle = std::mem::take(&mut self.lock().idle);
+        if idle.is_empty() {
+            return;
+        }
+        let slot = Arc::new(Mutex::new(Some(idle)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("pin-postgres-close".into())
+            .spawn(move || {
+                drop(theirs.lock().unwrap_or_else(PoisonError::into_inner).take());
+            });
+        if spawned.is_err() {
+            // No thread to close them on: leave the sockets to the end of the process
+            // rather than panic here.
+            std::mem::forget(slot.lock().unwrap_or_else(PoisonError::into_inner).take());
         }
     }
 }

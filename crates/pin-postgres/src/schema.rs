@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use postgres::config::Host;
-use postgres::{Client, Config, IsolationLevel, NoTls};
+use postgres::{Client, Config, IsolationLevel};
 
 use crate::error::{DbError, OpenError};
 
@@ -168,6 +168,7 @@ const TABLES: [&str; 7] = [
 pub(crate) struct Target {
     config: Config,
     server: String,
+    tls: crate::tls::Tls,
 }
 
 impl std::fmt::Debug for Target {
@@ -182,7 +183,8 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Parses a `postgres://` URL or a `key=value` string.
     pub(crate) fn parse(url: &str) -> Result<Self, OpenError> {
-        let mut config = Config::from_str(url).map_err(|e| OpenError::InvalidUrl {
+        let tls = crate::tls::extract(url)?;
+        let mut config = Config::from_str(&tls.rest).map_err(|e| OpenError::InvalidUrl {
             // The parser's messages name the bad parameter, never its value.
             reason: e.to_string(),
         })?;
@@ -197,8 +199,13 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("pin-postgres");
         }
+        let tls = tls.resolve(&mut config)?;
         let server = describe(&config);
-        Ok(Self { config, server })
+        Ok(Self {
+            config,
+            server,
+            tls,
+        })
     }
 
     /// `host:port, database D, user U` — never the password.
@@ -208,9 +215,7 @@ impl Target {
 
     /// Opens one connection, with a clear error when it cannot.
     pub(crate) fn connect(&self) -> Result<Client, OpenError> {
-        self.config
-            .connect(NoTls)
-            .map_err(|e| classify_connect(&self.server, e))
+        crate::tls::connect(&self.config, &self.tls, &self.server, classify_connect)
     }
 
     /// Opens one connection, asking again while the server refuses for now

@@ -40,6 +40,9 @@ fn row_format(row: &SubjectRowV1) -> Result<i16, StoreError> {
 /// example inside a `PinService`); each operation checks out one of a few pooled
 /// connections. Any number of stores, in any number of processes and hosts, may use the
 /// same database at once.
+///
+/// **Blocking.** Called from an async task it returns an error instead of running (see the
+/// crate docs, "Blocking: not on an async task"): use `tokio::task::spawn_blocking`.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,

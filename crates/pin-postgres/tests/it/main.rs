@@ -19,3 +19,5 @@ mod errors;
 mod pool;
 mod restart;
 mod rows;
+mod runtime;
+mod tls;
