@@ -12,7 +12,7 @@
 //! | 7 | storage failure: the database or the key file is missing, unreadable or corrupt |
 //! | 8 | the audit chain does not verify (tampering or corruption) |
 //! | 9 | try again later: the database was busy, or other attempts on the PIN are still being checked; nothing was counted or changed |
-//! | 10 | not delivered: the command was saved (a PIN was issued; any earlier one no longer works) but a part of it did not reach its channel (outbox not writable, relay down or refusing); nobody has the new PIN — fix the delivery and re-send, which issues a fresh PIN (POL-3) |
+//! | 10 | not delivered (yet): the command was saved (a PIN was issued; any earlier one no longer works) but a part of it did not reach its channel. A `pending` part waits sealed in the delivery queue — fix the outbox or relay and run `pin deliver`; a `failed` part is recovered by `pin resend`, a fresh PIN (POL-3) not counted against the re-send limit |
 //!
 //! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
 //! to do; with `--json` the same failure is also printed on stdout as one JSON object
@@ -44,8 +44,9 @@ Exit codes:
   7  storage failure (database or key file missing, unreadable, corrupt)
   8  the audit chain does not verify
   9  try again later (database busy, or attempts in flight); nothing counted or changed
- 10  not delivered: the PIN was issued and saved (any earlier one no longer works) but
-     did not reach the person; fix the outbox or relay, then `pin resend` (a fresh PIN)";
+ 10  not delivered yet: the PIN was issued and saved (any earlier one no longer works) but
+     did not reach the person; a pending part waits in the delivery queue (fix the outbox
+     or relay, then `pin deliver`); a failed one: `pin resend` (a fresh PIN)";
 
 /// Why a command failed, which fixes the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
