@@ -21,8 +21,10 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pin");
 const T0: &str = "2025-01-15T09:00:00Z";
-/// After every claim (2 min) and the first backoffs.
+/// When the killed delivery workers run.
 const LATER: &str = "2025-01-15T09:30:00Z";
+/// After every claim a killed worker made (2 min) and the first backoffs.
+const FINAL: &str = "2025-01-15T09:45:00Z";
 
 struct Env {
     dir: tempfile::TempDir,
@@ -172,15 +174,15 @@ fn two_hundred_sigkills_during_issue_and_delivery_lose_no_pin() {
             assert!(status.success());
         }
     }
-    // The worker, after every claim expired.
-    let v = env.json(&["deliver", "--limit", "1000"], LATER);
+    // The worker, after every claim a killed worker made has expired.
+    let v = env.json(&["deliver", "--limit", "1000"], FINAL);
     eprintln!(
         "deliver: {} delivered, {} swept, {} failed",
         v["delivered"], v["swept_temporaries"], v["failed"]
     );
     assert_eq!(v["failed"], 0, "{v}");
     assert_eq!(v["deferred"], 0, "{v}");
-    let again = env.json(&["deliver", "--limit", "1000"], LATER);
+    let again = env.json(&["deliver", "--limit", "1000"], FINAL);
     assert_eq!(again["delivered"], 0, "{again}");
 
     // Every credential on record has its message, whole, and its PIN verifies.
@@ -192,7 +194,7 @@ fn two_hundred_sigkills_during_issue_and_delivery_lose_no_pin() {
     assert!(outbox.iter().all(|(_, len)| *len > 0), "zero-byte file");
     let mut issued = 0;
     for (i, code) in codes.iter().enumerate() {
-        let st = env.json(&["status", code], LATER);
+        let st = env.json(&["status", code], FINAL);
         if st["ok"] == false {
             continue; // killed before its commit: nothing was issued
         }
@@ -210,7 +212,7 @@ fn two_hundred_sigkills_during_issue_and_delivery_lose_no_pin() {
             .to_owned();
         // Verifying each would double the test's time: every tenth, and the first.
         if i % 10 == 0 {
-            let mut c = env.command(&["verify", code], LATER);
+            let mut c = env.command(&["verify", code], FINAL);
             c.stdin(Stdio::piped());
             let mut child = c.spawn().unwrap();
             std::io::Write::write_all(
@@ -227,6 +229,6 @@ fn two_hundred_sigkills_during_issue_and_delivery_lose_no_pin() {
         codes.len()
     );
     assert!(issued > 20, "too few commits to prove anything: {issued}");
-    let (code, out, err) = env.run(&["audit", "verify"], LATER);
+    let (code, out, err) = env.run(&["audit", "verify"], FINAL);
     assert_eq!(code, 0, "the audit chain: {out}{err}");
 }
