@@ -1,0 +1,13 @@
+//! pin-async's integration tests: one binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod common;
+mod lockout;
