@@ -9,5 +9,7 @@
     unreachable_pub
 )]
 
+mod cancel;
 mod common;
+mod executors;
 mod lockout;
