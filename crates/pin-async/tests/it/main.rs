@@ -13,3 +13,4 @@ mod cancel;
 mod common;
 mod executors;
 mod lockout;
+mod responsive;
