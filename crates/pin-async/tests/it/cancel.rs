@@ -32,10 +32,7 @@ fn nine_failures(
     String,
 ) {
     let gate = Gate::new();
-    let store = Gated {
-        inner: MemoryStore::new(),
-        gate: std::sync::Arc::clone(&gate),
-    };
+    let store = Gated::new(MemoryStore::new(), &gate);
     let (svc, tax, pin) = blocking(store, i);
     for _ in 1..LIMIT {
         let outcome = svc

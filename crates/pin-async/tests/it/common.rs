@@ -111,6 +111,29 @@ impl Gate {
 pub(crate) struct Gated<S> {
     pub(crate) inner: S,
     pub(crate) gate: Arc<Gate>,
+    /// Dropped after `inner` (fields drop in order): tells where, and whether unwinding.
+    pub(crate) probe: Option<DropProbe>,
+}
+
+impl<S> Gated<S> {
+    pub(crate) fn new(inner: S, gate: &Arc<Gate>) -> Self {
+        Self {
+            inner,
+            gate: Arc::clone(gate),
+            probe: None,
+        }
+    }
+}
+
+/// Sends, when dropped, the name of the thread that dropped it and whether that thread
+/// was panicking.
+pub(crate) struct DropProbe(pub(crate) std::sync::mpsc::Sender<(String, bool)>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        let _ = self.0.send((name, std::thread::panicking()));
+    }
 }
 
 impl<S: Store> Store for Gated<S> {

@@ -13,4 +13,5 @@ mod cancel;
 mod common;
 mod executors;
 mod lockout;
+mod postgres;
 mod responsive;
