@@ -94,18 +94,19 @@
 //! use pin_core::{Actor, Level, Policy, VerifyOutcome};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The pepper lives outside the store (a key file, a secrets manager).
+//! let keys = Keyring::new(Pepper::new(KeyId(1), &[42u8; 32])?);
+//! # let policy = Policy::builder().hash_live(HashParams::INSECURE_FAST_FOR_TESTS)
+//! #     .hash_floor(HashParams::INSECURE_FAST_FOR_TESTS).build()?;
+//! // In production: `Policy::default()` and a generator seeded from the OS.
+//! let rng = ChaCha20Rng::seed_from_u64(1);
+//!
 //! let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 //! runtime.block_on(async {
 //!     // The service is built on a thread of the driver's own (a PostgreSQL store must
 //!     // not be opened on the runtime); the pool has one thread per core by default.
-//!     let service = AsyncPinService::open_with(PoolOptions::default(), || {
-//!         let keys = Keyring::new(Pepper::new(KeyId(1), &[42u8; 32])?);
-//! #       let policy = Policy::builder().hash_live(HashParams::INSECURE_FAST_FOR_TESTS)
-//! #           .hash_floor(HashParams::INSECURE_FAST_FOR_TESTS).build()?;
-//!         // In production: `Policy::default()` and a generator seeded from the OS.
-//!         let rng = ChaCha20Rng::seed_from_u64(1);
+//!     let service = AsyncPinService::open_with(PoolOptions::default(), move || {
 //!         PinService::new(MemoryStore::new(), MemoryOutbox::new(), policy, keys, rng)
-//!             .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
 //!     })
 //!     .await?;
 //!     let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 30, 0).unwrap();
@@ -130,9 +131,8 @@
 //!     // The future is `Send + 'static`: await it in place, or hand it to `spawn`.
 //!     let outcome = tokio::spawn(service.verify(&mario, pin, Level::Online, now)).await??;
 //!     assert!(matches!(outcome, VerifyOutcome::Accepted { .. }));
-//!     Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-//! })
-//! .map_err(|e| e as Box<dyn std::error::Error>)?;
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
 //! # Ok(())
 //! # }
 //! ```
