@@ -2,6 +2,7 @@
 //! anywhere, many calls in flight at once on a single-threaded executor; and the
 //! behaviours of the pool itself (panics, sizing, debug output, opening).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::join_all;
@@ -168,4 +169,27 @@ fn open_with_reports_the_constructors_error() {
     .unwrap();
     let tax = crate::common::synthetic_tax_code(14);
     assert!(block_on(opened.status(&tax, now())).is_ok());
+}
+
+/// Calls waiting for a thread start first come, first served (the order of their first
+/// poll).
+#[test]
+fn waiting_calls_start_in_order() {
+    let (svc, _, _) = enrolled(MemoryStore::new(), 15, 1);
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    let busy = svc.run(move |_| held.recv().unwrap());
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls: Vec<_> = (0..20)
+        .map(|k| {
+            let order = std::sync::Arc::clone(&order);
+            svc.run(move |_| order.lock().unwrap().push(k))
+        })
+        .collect();
+    // Polled once, in order: queued in order behind the held thread; then released.
+    let mut all = futures::future::join(busy, join_all(calls));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::pin::Pin::new(&mut all).poll(&mut cx).is_pending());
+    hold.send(()).unwrap();
+    let _ = block_on(all);
+    assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
 }
