@@ -52,6 +52,10 @@ impl PoolOptions {
 /// service and returns a [`Call`], the future of its answer; see the [crate docs](crate)
 /// for the bound, the memory it implies, cancellation and panics.
 ///
+/// The bounds are those that let the service be shared between threads: the store and the
+/// notifier `Send + Sync` (every adapter of this workspace is), the generator only `Send`
+/// (the service keeps it behind a mutex).
+///
 /// Cloning is cheap and shares the pool and the service. The service lives on the pool's
 /// threads only: when the last clone and the last pending [`Call`] are gone, the threads
 /// finish what is queued and exit, and the last one drops the service (and so its store).
