@@ -116,3 +116,64 @@ async fn inps_12_wrong_pins_at_once_compare_at_most_the_limit_sqlite() {
     let store = SqliteStore::open(dir.path().join("pins.db")).unwrap();
     wrong_pins_at_once(store, &GRANTED, 20, 6).await;
 }
+
+/// After `LIMIT − 1` failures, the right PIN racing two wrong ones through the driver keeps
+/// a linearizable history: "accepted" is never followed by a lock the racing attempts made,
+/// and once anyone was told "locked", the PIN stays locked.
+async fn right_racing_wrong<S: Store + Send + Sync + 'static>(make: impl Fn() -> S, rounds: u64) {
+    for round in 0..rounds {
+        let (svc, tax, pin) = enrolled(make(), 50 + round, 3);
+        let bad = wrong(&pin);
+        for _ in 1..LIMIT {
+            let outcome = svc.verify(&tax, bad.as_str(), Level::Online, now()).await;
+            assert!(matches!(outcome.unwrap(), VerifyOutcome::Rejected { .. }));
+        }
+        let right = tokio::spawn(svc.verify(&tax, pin.as_str(), Level::Online, now()));
+        let w1 = tokio::spawn(svc.verify(&tax, bad.as_str(), Level::Online, now()));
+        let w2 = tokio::spawn(svc.verify(&tax, bad.as_str(), Level::Online, now()));
+        let answers = [
+            right.await.unwrap().unwrap(),
+            w1.await.unwrap().unwrap(),
+            w2.await.unwrap().unwrap(),
+        ];
+        let after = svc.verify(&tax, pin.as_str(), Level::Online, now()).await;
+        let after = after.unwrap();
+        let a = counter(&svc, &tax).await;
+        if matches!(answers[0], VerifyOutcome::Accepted { .. }) {
+            assert!(
+                !a.blocked && matches!(after, VerifyOutcome::Accepted { .. }),
+                "POL-8: accepted, then locked by the attempts that raced it: {answers:?} {a:?}"
+            );
+        }
+        if answers.contains(&VerifyOutcome::Locked) {
+            assert_eq!(after, VerifyOutcome::Locked, "{answers:?}");
+        }
+        if a.blocked {
+            assert!(
+                answers.contains(&VerifyOutcome::Locked),
+                "a lock nobody was told about: {answers:?}"
+            );
+        }
+    }
+}
+
+// rule: POL-8, POL-5 — the race on the in-memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pol_8_right_racing_wrong_is_linearizable_memory() {
+    right_racing_wrong(MemoryStore::new, 8).await;
+}
+
+// rule: POL-8, POL-5 — the race on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pol_8_right_racing_wrong_is_linearizable_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    right_racing_wrong(
+        || {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            SqliteStore::open(dir.path().join(format!("race{i}.db"))).unwrap()
+        },
+        8,
+    )
+    .await;
+}
