@@ -101,7 +101,8 @@ from pin_test_relay import Relay
 
 async def main():
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Relay(sys.argv[1])), "127.0.0.1", 0)
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    server = await loop.create_server(lambda: SMTP(Relay(sys.argv[1])), "127.0.0.1", port)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
@@ -115,6 +116,15 @@ impl TestRelay {
     /// # Errors
     /// When the server cannot be started or does not listen within 15 seconds.
     pub fn start() -> std::io::Result<Option<Self>> {
+        Self::start_at(0)
+    }
+
+    /// Starts the server on `port` (a relay that comes back at the address the notifier
+    /// was given while it was down); `0` lets the kernel choose, as [`TestRelay::start`].
+    ///
+    /// # Errors
+    /// As [`TestRelay::start`], and when `port` is taken.
+    pub fn start_at(port: u16) -> std::io::Result<Option<Self>> {
         use std::io::BufRead;
         let Some(python) = python() else {
             return Ok(None);
@@ -130,6 +140,7 @@ impl TestRelay {
         let mut child = Command::new(&python)
             .arg(dir.join("pin_test_launch.py"))
             .arg(dir.join("maildir"))
+            .arg(port.to_string())
             .env("PYTHONPATH", &dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
