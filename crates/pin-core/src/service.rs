@@ -274,6 +274,12 @@ impl State {
 pub use crate::status::{CredentialSummary, MaskedContacts, Status};
 
 /// The driver: a store, a notifier, the policy, the hasher and a random generator.
+///
+/// **Blocking.** Its methods block on the store, the notifier and Argon2id (tens of
+/// milliseconds of CPU and 19 MiB per hash at the default policy). In an async service never
+/// call them from an async task: use the async driver `pin-async` (`AsyncPinService`, the
+/// same driver on a bounded pool of its own threads) or `spawn_blocking` with a bound of
+/// your own.
 pub struct PinService<S, N, R> {
     store: S,
     notifier: N,
