@@ -46,6 +46,8 @@ pub(crate) struct Ctx {
     pub(crate) json: bool,
     /// The SMTP settings under `--notifier smtp` (e-mail and PEC go there, not the outbox).
     pub(crate) smtp: Option<DeliveryArgs>,
+    /// The SMS gateway of `--sms-webhook` (SMS go there, not the outbox).
+    pub(crate) sms_webhook: Option<String>,
 }
 
 impl Ctx {
@@ -65,6 +67,7 @@ impl Ctx {
             pinned_now: g.now.is_some(),
             json: g.json,
             smtp: (g.delivery.notifier == NotifierArg::Smtp).then(|| g.delivery.clone()),
+            sms_webhook: g.delivery.sms_webhook.clone(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Ctx {
             pinned_now: true,
             json: false,
             smtp: None,
+            sms_webhook: None,
         }
     }
 
@@ -86,7 +90,12 @@ impl Ctx {
         self.smtp.is_some() && matches!(channel, Channel::Email | Channel::Pec)
     }
 
-    /// The outbox file of a message, or `None` when it went over SMTP.
+    /// Whether messages on `channel` go to the SMS gateway rather than into the outbox.
+    pub(crate) fn by_webhook(&self, channel: Channel) -> bool {
+        self.sms_webhook.is_some() && channel == Channel::Sms
+    }
+
+    /// The outbox file of a message, or `None` when it went over SMTP or to the SMS gateway.
     pub(crate) fn outbox_file(
         &self,
         tax: &TaxCode,
@@ -95,17 +104,17 @@ impl Ctx {
         of: u8,
         channel: Channel,
     ) -> Option<PathBuf> {
-        (!self.by_smtp(channel))
+        (!self.by_smtp(channel) && !self.by_webhook(channel))
             .then(|| self.outbox.join(file_name(tax, serial, part, of, channel)))
     }
 }
 
-/// The system clock, to the second (the binary may read the clock; pin-core never does).
 /// The time a run of a long-running command acts at: `--now` when given, else the clock.
 pub(crate) fn now(ctx: &Ctx) -> DateTime<Utc> {
     if ctx.pinned_now { ctx.now } else { clock_now() }
 }
 
+/// The system clock, to the second (the binary may read the clock; pin-core never does).
 fn clock_now() -> DateTime<Utc> {
     let t = DateTime::<Utc>::from(std::time::SystemTime::now());
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -189,12 +198,50 @@ fn notifier(ctx: &Ctx) -> Result<ChannelRouter, Failure> {
     if let Some(w) = outbox::permission_warning(&ctx.outbox) {
         eprintln!("pin: warning: {w}");
     }
-    let router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
+    let mut router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
+    if let Some(url) = &ctx.sms_webhook {
+        router = router.route(&[Channel::Sms], sms_webhook(url)?);
+    }
     let Some(args) = &ctx.smtp else {
         return Ok(router);
     };
     let smtp = SmtpNotifier::new(smtp_config(args)?).map_err(|e| Failure::input(e.to_string()))?;
     Ok(router.route(&[Channel::Email, Channel::Pec], smtp))
+}
+
+/// The environment variable holding the SMS gateway's signing key (hex).
+const SMS_WEBHOOK_KEY_ENV: &str = "PIN_SMS_WEBHOOK_KEY";
+
+/// The SMS gateway notifier of `--sms-webhook URL`, signing with `PIN_SMS_WEBHOOK_KEY`.
+fn sms_webhook(url: &str) -> Result<pin_webhook::WebhookNotifier, Failure> {
+    let hex = std::env::var(SMS_WEBHOOK_KEY_ENV).map(zeroize::Zeroizing::new).map_err(|_| {
+        Failure::input(format!(
+            "--sms-webhook needs the signing key shared with the gateway in {SMS_WEBHOOK_KEY_ENV} (hex, at least 16 bytes; never a flag)"
+        ))
+    })?;
+    let bad = || {
+        Failure::input(format!(
+            "{SMS_WEBHOOK_KEY_ENV} must be hexadecimal digits (an even number of them)"
+        ))
+    };
+    let text = hex.trim();
+    if text.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = zeroize::Zeroizing::new(
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad)?,
+    );
+    let key = pin_webhook::SigningKey::new(&bytes)
+        .map_err(|e| Failure::input(format!("{SMS_WEBHOOK_KEY_ENV}: {e}")))?;
+    pin_webhook::WebhookNotifier::new(pin_webhook::WebhookConfig::new(url, key))
+        .map_err(|e| Failure::input(format!("--sms-webhook: {e}")))
 }
 
 /// The SMTP settings from the flags (or their variables) and `PIN_SMTP_PASSWORD`.

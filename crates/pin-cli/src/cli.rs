@@ -153,6 +153,10 @@ pub(crate) struct DeliveryArgs {
     /// Language of the e-mail and PEC texts: it or en.
     #[arg(long, env = "PIN_SMTP_LANG", global = true, value_name = "LANG", default_value = "it", value_parser = parse_language)]
     pub(crate) smtp_lang: pin_smtp::Language,
+    /// Send SMS through this HTTP gateway (a signed JSON POST, pin-webhook) instead of the
+    /// outbox; the signing key (hex, at least 16 bytes) comes from PIN_SMS_WEBHOOK_KEY.
+    #[arg(long, env = "PIN_SMS_WEBHOOK", global = true, value_name = "URL")]
+    pub(crate) sms_webhook: Option<String>,
 }
 
 /// Where messages go.

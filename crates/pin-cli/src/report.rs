@@ -186,7 +186,16 @@ pub(crate) fn executed(command: &'static str, ctx: &Ctx, actor: &Actor, done: &E
             "not delivered".to_owned()
         } else {
             ctx.outbox_file(&s.tax_code, d.serial, d.part, d.of, d.channel)
-                .map_or_else(|| "SMTP relay".to_owned(), |f| f.display().to_string())
+                .map_or_else(
+                    || {
+                        if ctx.by_webhook(d.channel) {
+                            "SMS gateway".to_owned()
+                        } else {
+                            "SMTP relay".to_owned()
+                        }
+                    },
+                    |f| f.display().to_string(),
+                )
         };
         let _ = write!(
             text,
