@@ -208,6 +208,7 @@ pub(crate) fn notice_kind_name(k: NoticeKind) -> &'static str {
         NoticeKind::PinReset => "pin_reset",
         NoticeKind::PinIssuedByOther { .. } => "pin_issued",
         NoticeKind::Locked => "locked",
+        NoticeKind::DeliveryFailed => "delivery_failed",
     }
 }
 
@@ -238,6 +239,9 @@ pub(crate) fn render_notice(n: &Notice) -> String {
             requester(by)
         ),
         NoticeKind::Locked => "your PIN was blocked after too many wrong attempts".to_owned(),
+        NoticeKind::DeliveryFailed => "a new PIN could not be delivered to you; ask for a new one \
+             (`pin resend`, not counted against your re-send limit) or update your contacts"
+            .to_owned(),
     };
     let when = n.at.format("%Y-%m-%d %H:%M UTC");
     let mut out = String::new();

@@ -426,6 +426,10 @@ pub enum NoticeKind {
     },
     /// The PIN was blocked after too many wrong attempts (INPS-12, POL-1).
     Locked,
+    /// A part of a new PIN could not be delivered (refused for good, or undeliverable past
+    /// the delivery deadline): the person asks for a fresh one (POL-3), which does not count
+    /// against the re-send limit (POL-4), or updates the contacts.
+    DeliveryFailed,
 }
 
 /// A security notice (POL-6): tells the person of an action on their PIN or contacts, on

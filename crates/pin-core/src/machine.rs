@@ -1452,6 +1452,8 @@ impl<'a> Step<'a> {
             if now >= issued_at + policy.delivery_deadline() {
                 p.set_state(D::Failed, now);
                 self.outcome = "undeliverable";
+                // POL-3: the person is told, on the contacts on record, how to recover.
+                self.notify(NoticeKind::DeliveryFailed);
             } else {
                 q.due_at = now
                     + crate::delivery::retry_delay(
@@ -1478,7 +1480,12 @@ impl<'a> Step<'a> {
             }
             .into());
         }
+        let newly_failed = state == D::Failed && p.state != D::Failed;
         p.set_state(state, now);
+        if newly_failed {
+            // POL-3: the person is told, on the contacts on record, how to recover.
+            self.notify(NoticeKind::DeliveryFailed);
+        }
         self.channels = vec![channel];
         self.outcome = match state {
             D::Pending => "pending",

@@ -68,7 +68,9 @@ pub enum DeliveryMode {
     Inline,
     /// Never inside the request: `execute` returns once the command is committed, every
     /// part reported pending, and a worker delivers (a service whose requests must not wait
-    /// on SMTP or an SMS gateway).
+    /// on SMTP or an SMS gateway). Security notices (POL-6, no secret), including the one a
+    /// lock sends from `verify`, are also left to the next [`PinService::deliver_due`] of
+    /// the same process.
     Deferred,
 }
 
@@ -178,6 +180,10 @@ pub struct DeliveryRun {
     /// Subjects whose record could not be read or written this run (left due; the next
     /// run tries again), with the error.
     pub errors: Vec<(TaxCode, String)>,
+    /// The security notices sent (POL-6): those the commands of this process left for the
+    /// worker in [`DeliveryMode::Deferred`], and a part that failed for good tells the
+    /// person, on the contacts on record, to ask for a fresh PIN (POL-3).
+    pub notices: Vec<NoticeReport>,
 }
 
 impl DeliveryRun {
@@ -289,6 +295,9 @@ pub struct PinService<S, N, R> {
     options: DriverOptions,
     /// Whether the current key's fingerprint is known to be on record in the store.
     key_recorded: std::sync::atomic::AtomicBool,
+    /// Security notices waiting for [`PinService::deliver_due`] in
+    /// [`DeliveryMode::Deferred`] (they carry no secret; best effort, as inline).
+    notices_due: Mutex<Vec<crate::command::Notice>>,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -301,6 +310,7 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             rng: _,
             options,
             key_recorded: _,
+            notices_due: _,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
@@ -456,6 +466,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             rng: Mutex::new(rng),
             options: DriverOptions::default(),
             key_recorded: std::sync::atomic::AtomicBool::new(false),
+            notices_due: Mutex::new(Vec::new()),
         })
     }
 
@@ -593,15 +604,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         for effect in effects {
             match effect {
                 Effect::Advise(a) => advice.push(a),
-                Effect::Notify(n) => {
-                    let r = self.notifier.notify(&n);
-                    notices.push(NoticeReport {
-                        kind: n.kind,
-                        channel: n.channel,
-                        sent: r.is_ok(),
-                        error: r.err().map(|e| e.to_string()),
-                    });
-                }
+                Effect::Notify(n) => notices.extend(self.send_or_defer(vec![n])),
                 Effect::Reveal(pin) => revealed = Some(pin),
                 Effect::Deliver(d) => {
                     let (state, error) = match self.options.delivery {
@@ -624,8 +627,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             DeliveryMode::Inline if deliveries.is_empty() => (subject, true),
             DeliveryMode::Inline => {
                 match self.record_receipts(subject.clone(), version, &deliveries, now) {
-                    Ok(saved) => {
+                    Ok((saved, failed_notices)) => {
                         mark_given_up(&saved, &mut deliveries);
+                        notices.extend(self.send_notices(&failed_notices));
                         (saved, true)
                     }
                     Err(_) => (subject, false),
@@ -640,6 +644,23 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             notices,
             receipts_saved,
         }
+    }
+
+    /// Sends security notices (POL-6); they carry no secret, and one that is not sent is
+    /// reported, never retried.
+    fn send_notices(&self, notices: &[crate::command::Notice]) -> Vec<NoticeReport> {
+        notices
+            .iter()
+            .map(|n| {
+                let r = self.notifier.notify(n);
+                NoticeReport {
+                    kind: n.kind,
+                    channel: n.channel,
+                    sent: r.is_ok(),
+                    error: r.err().map(|e| e.to_string()),
+                }
+            })
+            .collect()
     }
 
     /// One delivery through the notifier: the state it leaves the part in, and the
@@ -662,7 +683,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         mut version: u64,
         reports: &[DeliveryReport],
         now: DateTime<Utc>,
-    ) -> Result<Subject, Error> {
+    ) -> Result<(Subject, Vec<crate::command::Notice>), Error> {
         let ctx = Context {
             now,
             policy: &self.policy,
@@ -671,6 +692,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         for _ in 0..CAS_RETRIES {
             let mut next = subject.clone();
             let mut audit = Vec::new();
+            let mut notices = Vec::new();
             for r in reports {
                 let cmd = Command::Receipt {
                     serial: r.serial,
@@ -692,13 +714,17 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 if let Ok(d) = d {
                     next = d.next;
                     audit.extend(d.audit);
+                    notices.extend(d.effects.into_iter().filter_map(|e| match e {
+                        Effect::Notify(n) => Some(n),
+                        _ => None,
+                    }));
                 }
             }
             match self
                 .store
                 .save(&next, version, AttemptsUpdate::Keep, &audit)
             {
-                Ok(_) => return Ok(next),
+                Ok(_) => return Ok((next, notices)),
                 Err(StoreError::Conflict) => {
                     let l = self
                         .load(&tax)?
@@ -737,9 +763,19 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             .due_deliveries(now, limit)
             .map_err(Error::Store)?;
         let mut run = DeliveryRun::default();
+        let waiting = std::mem::take(
+            &mut *self
+                .notices_due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        run.notices = self.send_notices(&waiting);
         for tax in due {
             match self.deliver_subject(&tax, now) {
-                Ok(mut parts) => run.parts.append(&mut parts),
+                Ok((mut parts, mut notices)) => {
+                    run.parts.append(&mut parts);
+                    run.notices.append(&mut notices);
+                }
                 Err(e) => run.errors.push((tax, e.to_string())),
             }
         }
@@ -751,19 +787,19 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         &self,
         tax: &TaxCode,
         now: DateTime<Utc>,
-    ) -> Result<Vec<WorkerReport>, Error> {
+    ) -> Result<(Vec<WorkerReport>, Vec<NoticeReport>), Error> {
         let mut claimed = None;
         for _ in 0..CAS_RETRIES {
             let Some(l) = self.load(tax)? else {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             };
             let mut next = l.subject;
             let Some(cred) = next.credential.as_mut() else {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             };
             let parts = crate::delivery::claim(cred, now, self.policy.delivery_claim());
             if parts.is_empty() {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             }
             match self.store.save(&next, l.version, AttemptsUpdate::Keep, &[]) {
                 Ok(version) => {
@@ -778,7 +814,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             return Err(Error::Contention(tax.clone()));
         };
         let Some(cred) = subject.credential.as_ref() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let mut reports = Vec::new();
         for (index, channel) in parts {
@@ -821,16 +857,18 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 error,
             });
         }
-        let saved = self.record_receipts(subject, version, &reports, now)?;
+        let (saved, failed_notices) = self.record_receipts(subject, version, &reports, now)?;
         mark_given_up(&saved, &mut reports);
-        Ok(reports
+        let notices = self.send_notices(&failed_notices);
+        let parts = reports
             .into_iter()
             .map(|delivery| WorkerReport {
                 subject: tax.clone(),
                 gave_up: delivery.state == DeliveryState::Failed,
                 delivery,
             })
-            .collect())
+            .collect();
+        Ok((parts, notices))
     }
 
     /// Verifies `input` as the PIN of `tax` for a service requiring `required`.
@@ -1006,8 +1044,24 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             crate::command::NoticeKind::Locked,
             now,
         );
-        for notice in &notices {
-            let _ = self.notifier.notify(notice);
+        let _ = self.send_or_defer(notices);
+    }
+
+    /// Sends security notices now ([`DeliveryMode::Inline`]), or leaves them to the next
+    /// [`PinService::deliver_due`] of this process ([`DeliveryMode::Deferred`]: no request
+    /// waits on a channel). They carry no secret and are best effort either way: a notice
+    /// the channel does not take is reported, not retried, and a deferred one is lost if the
+    /// process dies first (the audit log records what it told of).
+    fn send_or_defer(&self, notices: Vec<crate::command::Notice>) -> Vec<NoticeReport> {
+        match self.options.delivery {
+            DeliveryMode::Inline => self.send_notices(&notices),
+            DeliveryMode::Deferred => {
+                self.notices_due
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(notices);
+                Vec::new()
+            }
         }
     }
 

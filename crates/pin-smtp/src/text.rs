@@ -268,6 +268,10 @@ pub fn render_notice(n: &Notice, language: Language) -> Rendered {
                 NoticeKind::Locked => {
                     "your PIN was blocked after too many wrong attempts".to_owned()
                 }
+                NoticeKind::DeliveryFailed => "a new PIN could not be delivered to you; ask \
+                     for a new one (a re-send, not counted against your limit) or update your \
+                     contacts"
+                    .to_owned(),
             },
         ),
         Language::Italian => (
@@ -286,6 +290,10 @@ pub fn render_notice(n: &Notice, language: Language) -> Rendered {
                 NoticeKind::Locked => {
                     "il Suo PIN è stato bloccato dopo troppi tentativi errati".to_owned()
                 }
+                NoticeKind::DeliveryFailed => "non è stato possibile consegnarLe un nuovo PIN; \
+                     ne chieda un altro (il reinvio non rientra nel limite) o aggiorni i Suoi \
+                     recapiti"
+                    .to_owned(),
             },
         ),
     };
@@ -327,6 +335,7 @@ mod tests {
             NoticeKind::PinReset,
             NoticeKind::PinIssuedByOther { by: "rid" },
             NoticeKind::Locked,
+            NoticeKind::DeliveryFailed,
         ] {
             let n = Notice {
                 subject: TaxCode::parse("RSSMRA85T10A562S").unwrap(),

@@ -63,6 +63,7 @@ pub fn render_notice(n: &Notice, language: Language) -> String {
                     "è stato emesso un nuovo PIN su richiesta di un'altra persona"
                 }
                 NoticeKind::Locked => "il Suo PIN è stato bloccato dopo troppi tentativi errati",
+                NoticeKind::DeliveryFailed => "non siamo riusciti a consegnarLe il nuovo PIN",
             };
             format!(
                 "Avviso di sicurezza: il {when} {what}. Se non è stato Lei, contatti subito \
@@ -77,6 +78,7 @@ pub fn render_notice(n: &Notice, language: Language) -> String {
                     "a new PIN was issued at someone else's request"
                 }
                 NoticeKind::Locked => "your PIN was blocked after too many wrong attempts",
+                NoticeKind::DeliveryFailed => "your new PIN could not be delivered",
             };
             format!(
                 "Security notice: on {when} {what}. If it was not you, contact the issuer at \
@@ -141,6 +143,7 @@ mod tests {
                 NoticeKind::PinReset,
                 NoticeKind::PinIssuedByOther { by: "rid" },
                 NoticeKind::Locked,
+                NoticeKind::DeliveryFailed,
             ] {
                 one_gsm_segment(&render_notice(&notice(kind), language));
             }
@@ -185,6 +188,7 @@ mod tests {
             NoticeKind::PinReset,
             NoticeKind::PinIssuedByOther { by: "rid" },
             NoticeKind::Locked,
+            NoticeKind::DeliveryFailed,
         ] {
             let n = notice(kind);
             for language in [Language::Italian, Language::English] {

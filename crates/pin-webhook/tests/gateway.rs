@@ -318,7 +318,17 @@ fn a_400_refuses_the_message_and_fails_the_part() {
         error.contains("refused the message") && error.contains("invalid recipient"),
         "{error}"
     );
-    assert_eq!(gateway.requests().len(), 1, "no retry of a refusal");
+    let requests = gateway.requests();
+    let kind = |r: &support::Request| {
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["type"].clone()
+    };
+    assert_eq!(
+        requests.iter().filter(|r| kind(r) == "pin").count(),
+        1,
+        "no retry of a refusal"
+    );
+    // rule: POL-6 — the failure itself is told to the person (a notice, no PIN).
+    assert!(requests.iter().any(|r| kind(r) == "notice"));
     let parts = &done.subject.credential.as_ref().unwrap().parts;
     assert_eq!(parts[0].state, DeliveryState::Failed);
 }

@@ -37,6 +37,7 @@ type Taken = (String, u64, u8, String, String);
 struct Channel {
     mode: Mutex<Mode>,
     calls: AtomicU32,
+    notices: AtomicU32,
     got: Mutex<Vec<Taken>>,
 }
 
@@ -45,6 +46,7 @@ impl Channel {
         Self {
             mode: Mutex::new(mode),
             calls: AtomicU32::new(0),
+            notices: AtomicU32::new(0),
             got: Mutex::new(Vec::new()),
         }
     }
@@ -76,6 +78,7 @@ impl Notifier for Channel {
         }
     }
     fn notify(&self, _: &Notice) -> Result<Receipt, DeliveryError> {
+        self.notices.fetch_add(1, Ordering::SeqCst);
         Ok(Receipt::Sent)
     }
 }
@@ -336,6 +339,14 @@ fn a_refused_part_fails_for_good_and_the_fresh_pin_does_not_spend_the_resend_bud
     let done = enrol(&s, MARIO, t0());
     assert_eq!(done.deliveries[0].state, DeliveryState::Failed);
     assert_eq!(part_state(&store, MARIO), (DeliveryState::Failed, false));
+    // rule: POL-6 — the person is told, on the contacts on record, how to recover.
+    assert!(
+        done.notices
+            .iter()
+            .any(|n| n.kind == pin_core::command::NoticeKind::DeliveryFailed && n.sent),
+        "{:?}",
+        done.notices
+    );
     // Ten re-sends in an hour, every one refused by the channel: none is counted.
     for i in 0..10 {
         let at = t0() + Duration::minutes(i * 5 + 1);
@@ -404,6 +415,12 @@ fn a_part_undeliverable_past_the_deadline_fails_and_the_person_can_ask_again() {
         tries += run.parts.len();
         if run.failed() == 1 {
             assert!(run.parts[0].gave_up);
+            assert!(
+                run.notices
+                    .iter()
+                    .any(|n| n.kind == pin_core::command::NoticeKind::DeliveryFailed),
+                "the person is told: {run:?}"
+            );
             break;
         }
         assert!(now <= deadline + Duration::hours(1), "never gave up");
@@ -564,4 +581,49 @@ fn two_workers_at_once_send_each_part_once() {
         40,
         "a claimed part is not sent by the other worker"
     );
+}
+
+#[test]
+fn a_deferred_service_leaves_security_notices_to_the_worker_too() {
+    // rule: POL-6 — the lock notice is sent, but not inside the verify that locked.
+    let store = MemoryStore::new();
+    let channel = Channel::new(Mode::Up);
+    let s = svc(&store, &channel, DeliveryMode::Deferred);
+    let _ = enrol(&s, MARIO, t0());
+    let _ = s.deliver_due(t0(), 10).unwrap();
+    let pin = channel.taken()[0].4.clone();
+    let wrong = if pin == "11111" { "22222" } else { "11111" };
+    for i in 0..10 {
+        let _ = s
+            .verify(
+                &tax(MARIO),
+                wrong,
+                Level::Online,
+                t0() + Duration::seconds(i),
+            )
+            .unwrap();
+    }
+    assert!(matches!(
+        s.verify(
+            &tax(MARIO),
+            &pin,
+            Level::Online,
+            t0() + Duration::minutes(1)
+        )
+        .unwrap(),
+        VerifyOutcome::Locked { .. }
+    ));
+    assert_eq!(
+        channel.notices.load(Ordering::SeqCst),
+        0,
+        "none inside the requests"
+    );
+    let run = s.deliver_due(t0() + Duration::minutes(2), 10).unwrap();
+    assert!(
+        run.notices
+            .iter()
+            .any(|n| n.kind == pin_core::command::NoticeKind::Locked && n.sent),
+        "{run:?}"
+    );
+    assert!(channel.notices.load(Ordering::SeqCst) >= 1);
 }
