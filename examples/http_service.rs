@@ -47,7 +47,7 @@
 //! | variable | default | |
 //! |---|---|---|
 //! | `PIN_HTTP_ADDR` | `127.0.0.1:8080` | where to listen |
-//! | `PIN_HTTP_DB` | `pin.db` in a new temporary directory, deleted at exit | the SQLite database |
+//! | `PIN_HTTP_DB` | `pin.db` in a new temporary directory | the SQLite database |
 //! | `PIN_HTTP_PEPPER_HEX` | random (the database then cannot be reopened by another run) | the pepper key, 64 hex digits (32 bytes); a real service keeps it in its secrets manager, apart from the database |
 //! | `PIN_HTTP_MAILBOX` | `mailbox` in that temporary directory | the demo notifier's directory (created, mode `0700`) |
 //! | `PIN_HTTP_MAILBOX_DOWN` | `0` | `1`: the mailbox answers "unavailable" to every delivery, as a relay in an outage |
@@ -204,11 +204,8 @@ async fn change<N: Notifier + Send + Sync + 'static>(
     // The new PIN is checked first, before anything is looked up: this answer says
     // nothing about the subject.
     let acceptable = |new: &PinInput| {
-        pin_core::format::parse_chosen(
-            pin_core::format::PinFormat::InpsInUse8,
-            new.expose_secret(),
-        )
-        .is_ok()
+        pin_core::format::parse_chosen(pin_core::format::PinFormat::InpsInUse8, new.expose_secret())
+            .is_ok()
     };
     if req.new.as_ref().is_some_and(|new| !acceptable(new)) {
         return (
@@ -340,9 +337,7 @@ impl Mailbox {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| std::io::Error::other("a message needs a file name"))?;
-        let temp = self
-            .dir
-            .join(format!(".{name}.{}.tmp", std::process::id()));
+        let temp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         // A leftover of a process killed mid-write (with a reused id) is ours to replace.
         let _ = std::fs::remove_file(&temp);
         let mut options = std::fs::OpenOptions::new();
@@ -469,9 +464,9 @@ impl Config {
                 expected: "a whole number of seconds from 1 to 86400",
             };
             match number(name, bad.expected)? {
-                Some(n) if n <= 86_400 => {
-                    Ok(Some(chrono::TimeDelta::seconds(i64::try_from(n).unwrap_or(1))))
-                }
+                Some(n) if n <= 86_400 => Ok(Some(chrono::TimeDelta::seconds(
+                    i64::try_from(n).unwrap_or(1),
+                ))),
                 Some(_) => Err(bad),
                 None => Ok(None),
             }
@@ -536,17 +531,17 @@ impl Config {
     }
 }
 
-/// Opens the database and builds the service in [`DeliveryMode::Deferred`] (to run on a
-/// thread of the driver's own, off the runtime).
+/// Opens the database and builds the service over `notifier` in [`DeliveryMode::Deferred`]
+/// (`main` runs it on a thread of the driver's own, off the runtime).
 ///
 /// # Errors
 /// When the database cannot be opened, the policy is refused, or the key is not the one
 /// the database's hashes were made with.
-pub fn open_service(
+pub fn open_service<N: Notifier>(
     config: &Config,
-    mailbox: Mailbox,
+    notifier: N,
 ) -> Result<
-    pin_core::service::PinService<SqliteStore, Mailbox, ChaCha20Rng>,
+    pin_core::service::PinService<SqliteStore, N, ChaCha20Rng>,
     Box<dyn std::error::Error + Send + Sync>,
 > {
     use pin_core::hash::Keyring;
@@ -560,7 +555,7 @@ pub fn open_service(
     getrandom::fill(seed.as_mut_slice()).map_err(|e| e.to_string())?;
     let service = PinService::new(
         store,
-        mailbox,
+        notifier,
         config.policy()?,
         keys,
         ChaCha20Rng::from_seed(*seed),
@@ -570,9 +565,7 @@ pub fn open_service(
 
 /// Enrols the demo employee unless already on record; the serial of the PIN issued, if one
 /// was.
-async fn enrol_demo(
-    service: &Service<Mailbox>,
-) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+async fn enrol_demo(service: &Service<Mailbox>) -> Result<Option<u64>, Box<dyn std::error::Error>> {
     use pin_core::command::Enrolment;
     use pin_core::contact::{Contacts, Email};
     use pin_core::subject::Role;

@@ -20,17 +20,12 @@ use std::time::{Duration, Instant};
 use pin_async::{AsyncPinService, PoolOptions};
 use pin_core::command::{Check, Command, Delivery, Enrolment};
 use pin_core::contact::{Contacts, Email};
-use pin_core::hash::{HashParams, Keyring};
 use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
-use pin_core::secret::{KeyId, Pepper};
-use pin_core::service::{DeliveryMode, DriverOptions, PinService};
 use pin_core::store::Store;
 use pin_core::subject::Role;
 use pin_core::tax_code::TaxCode;
 use pin_core::{Actor, Policy};
-use pin_sqlite::{SqliteOptions, SqliteStore};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use pin_sqlite::SqliteOptions;
 use serde_json::{Value, json};
 
 const MARIO: &str = "RSSMRA85T10A562S"; // NoiPA employee
@@ -74,24 +69,21 @@ struct Running<N = MemoryOutbox> {
     dir: tempfile::TempDir,
 }
 
-/// The service as the example builds it (deferred delivery) with fast test hashing, on a
-/// pool of two threads, over a database in `dir`.
-fn service_in<N: Notifier + Send + Sync + 'static>(dir: &tempfile::TempDir, notifier: N) -> Service<N> {
-    let fast = HashParams::INSECURE_FAST_FOR_TESTS;
-    let policy = Policy::builder()
-        .hash_live(fast)
-        .hash_floor(fast)
-        .build()
-        .unwrap();
-    let service = PinService::new(
-        SqliteStore::open(dir.path().join("pin.db")).unwrap(),
-        notifier,
-        policy,
-        Keyring::new(Pepper::new(KeyId(1), &[9u8; 32]).unwrap()),
-        ChaCha20Rng::seed_from_u64(5),
-    )
-    .unwrap()
-    .with_options(DriverOptions::default().with_delivery(DeliveryMode::Deferred));
+/// The service as the example's `main` builds it (`open_service`: deferred delivery), with
+/// its test-only fast hashing, on a pool of two threads, over a database in `dir`.
+fn service_in<N: Notifier + Send + Sync + 'static>(
+    dir: &tempfile::TempDir,
+    notifier: N,
+) -> Service<N> {
+    let db = dir.path().join("pin.db");
+    let config = http_service::Config::from_vars(vars(&[
+        ("PIN_HTTP_DB", db.to_str().unwrap()),
+        ("PIN_HTTP_MAILBOX", dir.path().to_str().unwrap()),
+        ("PIN_HTTP_PEPPER_HEX", &"09".repeat(32)),
+        ("PIN_HTTP_INSECURE_FAST_HASH", "1"),
+    ]))
+    .unwrap();
+    let service = http_service::open_service(&config, notifier).unwrap();
     let two = std::num::NonZeroUsize::new(2).unwrap();
     AsyncPinService::with_options(service, PoolOptions::default().with_threads(two)).unwrap()
 }
@@ -419,7 +411,10 @@ fn the_mailbox_writes_each_message_whole_named_by_its_message_id() {
     let r = start_with(tee, false);
     enrol(&r, MARIO, Role::Employee, "mario.rossi@example.it", false);
     let dir = boxes.path().join("mailbox");
-    assert!(files_in(&dir).is_empty(), "deferred: nothing sent by the request");
+    assert!(
+        files_in(&dir).is_empty(),
+        "deferred: nothing sent by the request"
+    );
 
     let run = r
         .runtime
@@ -433,13 +428,20 @@ fn the_mailbox_writes_each_message_whole_named_by_its_message_id() {
         panic!("one message expected, got {}", sent.len())
     };
     let id = m.delivery.message_id();
-    assert_eq!(files_in(&dir), vec![format!("{id}.txt")], "no temporary file left");
+    assert_eq!(
+        files_in(&dir),
+        vec![format!("{id}.txt")],
+        "no temporary file left"
+    );
     let path = dir.join(format!("{id}.txt"));
     let text = std::fs::read_to_string(&path).unwrap();
     let pin = m.delivery.secret.expose_secret();
     assert!(text.lines().any(|l| l == format!("PIN: {pin}")), "{text}");
     assert!(text.contains(&format!("Message-Id: {id}\n")));
-    assert!(text.contains(&format!("Tax-Code: {MARIO}\nSerial: {}\n", m.delivery.serial)));
+    assert!(text.contains(&format!(
+        "Tax-Code: {MARIO}\nSerial: {}\n",
+        m.delivery.serial
+    )));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -502,8 +504,7 @@ fn the_configuration_refuses_bad_values_by_name_and_never_echoes_a_key() {
         "é".repeat(32),
     ];
     for key in &bad_keys {
-        let Err(e) = http_service::Config::from_vars(vars(&[("PIN_HTTP_PEPPER_HEX", key)]))
-        else {
+        let Err(e) = http_service::Config::from_vars(vars(&[("PIN_HTTP_PEPPER_HEX", key)])) else {
             panic!("a pepper of {} characters was taken", key.len())
         };
         let message = e.to_string();

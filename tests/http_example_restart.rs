@@ -86,7 +86,10 @@ impl Example {
             .env("PIN_HTTP_DB", dir.join("pin.db"))
             .env("PIN_HTTP_PEPPER_HEX", KEY)
             .env("PIN_HTTP_MAILBOX", dir.join("mailbox"))
-            .env("PIN_HTTP_MAILBOX_DOWN", if mailbox_down { "1" } else { "0" })
+            .env(
+                "PIN_HTTP_MAILBOX_DOWN",
+                if mailbox_down { "1" } else { "0" },
+            )
             .env("PIN_HTTP_INSECURE_FAST_HASH", "1")
             .env("PIN_HTTP_DELIVER_EVERY_MS", "100")
             // A part the outage deferred is due again 1 s later (then 2 s, …), and parts a
@@ -289,7 +292,11 @@ fn a_pin_issued_before_a_kill_arrives_after_the_restart() {
     let fresh = run3.wait_for("run3: the re-sent PIN in the mailbox", |_| {
         messages(dir).into_iter().find(|m| m.serial == fresh_serial)
     });
-    assert_eq!(fresh.file, format!("{}.txt", fresh.id), "named by its message id");
+    assert_eq!(
+        fresh.file,
+        format!("{}.txt", fresh.id),
+        "named by its message id"
+    );
     assert!(
         fresh.id.len() == 32 && fresh.id.bytes().all(|b| b.is_ascii_hexdigit()),
         "{}",
@@ -314,10 +321,14 @@ fn a_pin_issued_before_a_kill_arrives_after_the_restart() {
         assert_eq!(verify(run3.addr, &first.pin), (401, json!({ "ok": false })));
     }
     let log = run3.log();
-    assert!(log.contains("1 delivered"), "the worker logs its counts:\n{log}");
+    assert!(
+        log.contains("1 delivered"),
+        "the worker logs its counts:\n{log}"
+    );
     for pin in [&first.pin, &fresh.pin] {
         assert!(
-            !log.lines().any(|l| l.starts_with("delivery:") && l.contains(pin.as_str())),
+            !log.lines()
+                .any(|l| l.starts_with("delivery:") && l.contains(pin.as_str())),
             "the worker never logs a PIN"
         );
     }
