@@ -447,6 +447,8 @@ fn the_mailbox_writes_each_message_whole_named_by_its_message_id() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "only the owner reads a message");
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only the owner lists the mailbox");
     }
     // The PIN in the file is the one on record.
     assert_eq!(verify(&r, MARIO, pin), (200, json!({ "ok": true })));

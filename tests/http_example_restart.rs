@@ -78,13 +78,25 @@ impl Example {
     /// Starts the example on the database, key and mailbox of `dir`, and waits until it
     /// listens.
     fn start(dir: &Path, run: &str, mailbox_down: bool) -> Self {
+        let mut example = Self::spawn(dir, run, mailbox_down, KEY);
+        let line = example.wait_for(&format!("{run}: listening"), |log| {
+            log.lines()
+                .find_map(|l| l.strip_prefix("listening on http://"))
+                .map(str::to_owned)
+        });
+        example.addr = line.parse().unwrap();
+        example
+    }
+
+    /// Starts the example with `key`, not waiting for anything.
+    fn spawn(dir: &Path, run: &str, mailbox_down: bool, key: &str) -> Self {
         let log = dir.join(format!("{run}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(example_binary())
             .env("PIN_HTTP_ADDR", "127.0.0.1:0")
             .env("PIN_HTTP_DB", dir.join("pin.db"))
-            .env("PIN_HTTP_PEPPER_HEX", KEY)
+            .env("PIN_HTTP_PEPPER_HEX", key)
             .env("PIN_HTTP_MAILBOX", dir.join("mailbox"))
             .env(
                 "PIN_HTTP_MAILBOX_DOWN",
@@ -101,18 +113,27 @@ impl Example {
             .stderr(err)
             .spawn()
             .unwrap();
-        let mut example = Self {
+        Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
-        };
-        let line = example.wait_for(&format!("{run}: listening"), |log| {
-            log.lines()
-                .find_map(|l| l.strip_prefix("listening on http://"))
-                .map(str::to_owned)
-        });
-        example.addr = line.parse().unwrap();
-        example
+        }
+    }
+
+    /// Waits (at most [`PATIENCE`]) for the process to exit by itself.
+    fn wait_for_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: still running after {PATIENCE:?}; its output:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn log(&self) -> String {
@@ -251,6 +272,15 @@ fn a_pin_issued_before_a_kill_arrives_after_the_restart() {
     });
     let first_serial = credential_on_record(dir).unwrap().serial;
     assert_eq!(first.serial, first_serial);
+    let shown = run1.wait_for("run1: the demo PIN printed", |log| {
+        log.lines()
+            .find(|l| l.starts_with("demo:") && l.contains("found the PIN"))
+            .map(str::to_owned)
+    });
+    assert!(
+        shown.contains(&format!("the PIN {} ", first.pin)),
+        "{shown}"
+    );
     run1.kill();
 
     // Run 2, mailbox down (a relay outage): the re-send is answered, committed, tried and
@@ -333,4 +363,15 @@ fn a_pin_issued_before_a_kill_arrives_after_the_restart() {
         );
     }
     run3.kill();
+
+    // Another key does not open this database: refused at start, before serving anything,
+    // and neither key is echoed.
+    let other = "ab".repeat(32);
+    let mut wrong = Example::spawn(dir, "wrong-key", false, &other);
+    let status = wrong.wait_for_exit("a run with another key");
+    let log = wrong.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("wrong key"), "{log}");
+    assert!(!log.contains("listening"), "{log}");
+    assert!(!log.contains(&other) && !log.contains(KEY), "{log}");
 }
