@@ -60,8 +60,8 @@
 //! temporary name, synced, and renamed (so a kill never leaves a partial message), mode
 //! `0600`, named `<message id>.txt` after [`Delivery::message_id`] (a duplicate of an
 //! at-least-once delivery lands on the same name). It holds the headers `Message-Id`, `To`,
-//! `Tax-Code`, `Serial`, `Part` (`1 of 1`), `Channel`, a blank line, and the line
-//! `PIN: <the characters of this part>`.
+//! `Tax-Code`, `Serial`, `Part` (`1 of 1`, or `2 of 2` for a half), `Channel`, a blank line,
+//! and the line `PIN: <the characters of this part>`.
 //!
 //! Its tests: `tests/http_example.rs` starts the router in-process on a free port and drives
 //! it over HTTP; `tests/http_example_restart.rs` runs this binary, kills it mid-issue and
