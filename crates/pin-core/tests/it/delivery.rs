@@ -611,7 +611,7 @@ fn a_deferred_service_leaves_security_notices_to_the_worker_too() {
             t0() + Duration::minutes(1)
         )
         .unwrap(),
-        VerifyOutcome::Locked { .. }
+        VerifyOutcome::Locked
     ));
     assert_eq!(
         channel.notices.load(Ordering::SeqCst),
