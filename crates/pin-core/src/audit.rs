@@ -10,6 +10,7 @@ use crate::subject::Channel;
 use crate::tax_code::TaxCode;
 
 pub mod chain;
+pub mod key;
 
 /// One audit event, produced by every transition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
