@@ -62,7 +62,7 @@ pub(crate) fn write_new(path: &Path, key: &[u8; KEY_LEN]) -> Result<(), Failure>
         .map_err(|e| Failure::storage(format!("cannot write the key file {}: {e}", path.display())))
 }
 
-fn hex_digit(n: u8) -> char {
+pub(crate) fn hex_digit(n: u8) -> char {
     char::from(
         b"0123456789abcdef"
             .get(usize::from(n))
@@ -71,7 +71,7 @@ fn hex_digit(n: u8) -> char {
     )
 }
 
-fn hex_value(c: u8) -> Option<u8> {
+pub(crate) fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -53,6 +53,8 @@
 
 mod admin;
 mod app;
+mod audit_cmd;
+mod audit_key;
 mod cli;
 mod db;
 mod demo;

@@ -202,6 +202,24 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
+        let inner = self.lock();
+        Ok((1_u64..)
+            .zip(inner.audit.iter())
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|(id, event)| crate::audit::AuditRecord {
+                id,
+                event: event.clone(),
+                link: None,
+            })
+            .collect())
+    }
+
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
         let inner = self.lock();
         Ok(crate::store::outbound_queue(

@@ -451,6 +451,34 @@ impl Store for PostgresStore {
         })
     }
 
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool.run(Mode::Statement, |tx| {
+            let rows = tx.query(
+                "SELECT id, tax_code, event, prev_hash, hash, key_id FROM audit
+                  WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(audit_chain::record(
+                    get(row, 0)?,
+                    get(row, 1)?,
+                    get(row, 2)?,
+                    get(row, 3)?,
+                    get(row, 4)?,
+                    get(row, 5)?,
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
     fn due_deliveries(
         &self,
         now: chrono::DateTime<chrono::Utc>,

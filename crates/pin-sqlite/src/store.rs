@@ -678,6 +678,41 @@ impl Store for SqliteStore {
         })
     }
 
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, tax_code, event, prev_hash, hash, key_id FROM audit
+                      WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, tax, event, prev, hash, key_id) = row.map_err(db)?;
+                out.push(audit_chain::record(id, &tax, &event, &prev, &hash, key_id)?);
+            }
+            Ok(out)
+        })
+    }
+
     fn due_deliveries(
         &self,
         now: chrono::DateTime<chrono::Utc>,

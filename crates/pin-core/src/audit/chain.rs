@@ -32,8 +32,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::AuditEvent;
 use super::key::{AuditKey, AuditKeyring};
+use super::{AuditEvent, AuditRecord, RecordLink};
 use crate::store::StoreError;
 
 /// What a keyed link MACs before the key id, the previous hash and the event: fixed, so that
@@ -225,6 +225,40 @@ pub fn read_event(tax_code: &str, event: &str) -> Result<AuditEvent, StoreError>
 /// [`StoreError::Corrupt`] ("`what` is not 32 bytes") when it has another length.
 pub fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// A row of the audit log as read, turned into an [`AuditRecord`] with its link: the shared
+/// conversion of the stores' [`crate::store::Store::audit_page`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the id is not positive, the event is not an audit event of
+/// the row's tax code, a hash is not 32 bytes or the key id is not a `u32`.
+pub fn record(
+    id: i64,
+    tax_code: &str,
+    event: &str,
+    prev_hash: &[u8],
+    hash: &[u8],
+    key_id: Option<i64>,
+) -> Result<AuditRecord, StoreError> {
+    let id = u64::try_from(id)
+        .ok()
+        .filter(|i| *i >= 1)
+        .ok_or_else(|| StoreError::Corrupt(format!("audit row id {id}")))?;
+    let key_id = key_id
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("audit key id out of range".into()))?;
+    Ok(AuditRecord {
+        id,
+        event: read_event(tax_code, event)?,
+        link: Some(RecordLink {
+            stored: event.to_owned(),
+            prev_hash: hash32(prev_hash, "audit prev_hash")?,
+            hash: hash32(hash, "audit hash")?,
+            key_id,
+        }),
+    })
 }
 
 /// A row to insert into the audit log.
