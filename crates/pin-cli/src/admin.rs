@@ -31,12 +31,6 @@ pub(crate) fn init(ctx: &Ctx) -> Result<Done, Failure> {
             ctx.key_file.display()
         )));
     }
-    if ctx.audit_key_file.exists() {
-        return Err(Failure::refused(format!(
-            "the audit key file {} already exists; `pin init` never overwrites a key (the audit chain depends on it)",
-            ctx.audit_key_file.display()
-        )));
-    }
     if ctx.db.exists() {
         let store = ctx.db.open(crate::db::Access::Write)?;
         if !store.audit_log(None)?.is_empty() {
@@ -46,6 +40,12 @@ pub(crate) fn init(ctx: &Ctx) -> Result<Done, Failure> {
                 ctx.key_file.display()
             )));
         }
+    }
+    if ctx.audit_key_file.exists() {
+        return Err(Failure::refused(format!(
+            "the audit key file {} already exists; `pin init` never overwrites a key (the audit chain depends on it)",
+            ctx.audit_key_file.display()
+        )));
     }
     let k = key::random_key()?;
     key::write_new(&ctx.key_file, &k)?;
