@@ -245,6 +245,17 @@ impl Store for HashMapStore {
             .collect())
     }
 
+    /// How many current PIN hashes each pepper key protects (for key retirement).
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<KeyId, u64> = Default::default();
+        for (subject, _, _) in self.lock().subjects.values() {
+            if let Some(c) = &subject.credential {
+                *counts.entry(c.hash.key_id).or_insert(0) += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     /// A page of the log for a streaming reader (an export): ids are positions, and this
     /// store keeps no hash chain, so no links.
     fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

@@ -400,6 +400,10 @@ Exit code 0 accepted, 3 rejected, 4 locked, 6 must_change/expired/insufficient_l
     /// Show the audit log, or verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The pepper keyring of the key file: add a key, list the keys with the PIN hashes each
+    /// still protects, retire one.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Import subjects with pre-computed hashes from a JSON-lines file (`-` for stdin).
     #[command(after_long_help = "\
 One JSON object per line:
@@ -487,6 +491,24 @@ pub(crate) enum RequestCmd {
         /// Who performs it (contact-centre:ID).
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor)]
         actor: Actor,
+    },
+}
+
+/// Key sub-commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCmd {
+    /// Add a fresh pepper key (the next id): new PIN hashes use it from now on.
+    Add,
+    /// List the keys: id, fingerprint, how many PIN hashes each still protects.
+    List,
+    /// Remove an older key once no PIN hash depends on it.
+    Retire {
+        /// The key id.
+        id: u32,
+        /// Retire it although PIN hashes still depend on it: those PINs can then never
+        /// be verified again (the command says how many).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -293,6 +293,9 @@ impl Store for AnyStore {
     ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
         self.get().audit_page(after, limit)
     }
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.get().hashes_per_key()
+    }
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
         self.get().awaiting_outbound()
     }

@@ -61,6 +61,7 @@ mod demo;
 mod exit;
 mod input;
 mod key;
+mod key_cmd;
 mod outbox;
 mod report;
 mod run;

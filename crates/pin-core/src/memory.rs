@@ -202,6 +202,16 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        let mut counts: BTreeMap<KeyId, u64> = BTreeMap::new();
+        for (subject, _, _) in self.lock().subjects.values() {
+            if let Some(c) = &subject.credential {
+                *counts.entry(c.hash.key_id).or_insert(0) += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     fn audit_page(
         &self,
         after: u64,

@@ -224,6 +224,21 @@ pub trait Store {
             .collect())
     }
 
+    /// How many stored PIN hashes each pepper key still protects: one `(key id, count)` per
+    /// key id that at least one current credential's hash was made with, by ascending id.
+    /// A key may be retired only when none does (its PINs could not be verified any more).
+    ///
+    /// The default refuses: a store that cannot count says so, rather than a key being
+    /// retired on the strength of a count of zero that was never taken.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        Err(StoreError::Backend(
+            "this store does not count the hashes per pepper key (Store::hashes_per_key)".into(),
+        ))
+    }
+
     /// The subjects whose request waits for the outbound contact-centre call (INPS-6,
     /// INPS-7), oldest request first (ties by tax code): the queue the operators work.
     /// Implementations select the records and order them with [`outbound_queue`]; the
@@ -351,6 +366,9 @@ macro_rules! forward_store {
             }
             fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
                 (**self).audit_page(after, limit)
+            }
+            fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+                (**self).hashes_per_key()
             }
             fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
                 (**self).awaiting_outbound()

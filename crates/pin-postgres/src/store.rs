@@ -451,6 +451,24 @@ impl Store for PostgresStore {
         })
     }
 
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.pool.run(Mode::Statement, |tx| {
+            let rows = tx.query(
+                "SELECT key_id, count(*) FROM credentials GROUP BY key_id ORDER BY key_id",
+                &[],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = get(row, 0)?;
+                let n: i64 = get(row, 1)?;
+                let id = u32::try_from(id)
+                    .map_err(|_| StoreError::Corrupt(format!("credential key id {id}")))?;
+                out.push((KeyId(id), u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+    }
+
     fn audit_page(
         &self,
         after: u64,

@@ -678,6 +678,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key_id, count(*) FROM credentials GROUP BY key_id ORDER BY key_id",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, n) = row.map_err(db)?;
+                let id = u32::try_from(id)
+                    .map_err(|_| StoreError::Corrupt(format!("credential key id {id}")))?;
+                out.push((KeyId(id), u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+    }
+
     fn audit_page(
         &self,
         after: u64,
