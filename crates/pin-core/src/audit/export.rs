@@ -110,7 +110,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The bytes of hex text (either case); `None` when it is not hex.
 #[must_use]
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.as_bytes()
