@@ -156,25 +156,57 @@ fn retire(ctx: &Ctx, id: KeyId, force: bool) -> Result<Done, Failure> {
         )));
     }
     let hashes = count(&store.hashes_per_key()?, id);
+    let queued = queued_under(&store, id)?;
+    let parts = if queued > 0 {
+        format!(
+            "; {queued} delivery part(s) still queued are sealed under it and could not be sent after it is gone (run `pin deliver` first)"
+        )
+    } else {
+        String::new()
+    };
     if hashes > 0 && !force {
         return Err(Failure::refused(format!(
-            "key {} still protects {hashes} PIN hash(es); each is rehashed with the current key at its next successful verify. Retire it when none is left, or pass --force: those {hashes} PIN(s) could then never be verified again",
+            "key {} still protects {hashes} PIN hash(es); each is rehashed with the current key at its next successful verify{parts}. Retire it when none is left, or pass --force: those {hashes} PIN(s) could then never be verified again",
             id.0
         )));
     }
     keys.retain(|(k, _)| *k != id);
     key::replace(&ctx.key_file, &keys)?;
-    let text = if hashes > 0 {
+    let mut text = if hashes > 0 {
         format!(
-            "Retired key {} with --force: {hashes} PIN(s) made under it can no longer be verified; their holders need a new PIN (`pin resend`, or an INPS reset). A delivery still queued sealed under it can no longer be sent either.\n",
+            "Retired key {} with --force: {hashes} PIN(s) made under it can no longer be verified; their holders need a new PIN (`pin resend`, or an INPS reset).\n",
             id.0
         )
     } else {
         format!("Retired key {}: no PIN hash depended on it.\n", id.0)
     };
+    if queued > 0 {
+        text.push_str(&format!(
+            "{queued} delivery part(s) still queued were sealed under it: `pin deliver` can no longer open them; re-send those PINs.\n"
+        ));
+    }
     Ok(Done::ok(
         "key retire",
-        json!({ "id": id.0, "forced": force, "pins_killed": hashes }),
+        json!({ "id": id.0, "forced": force, "pins_killed": hashes, "queued_parts_sealed": queued }),
         text,
     ))
+}
+
+/// How many parts waiting in the delivery queue are sealed under key `id`.
+fn queued_under(store: &AnyStore, id: KeyId) -> Result<u64, Failure> {
+    let mut n = 0_u64;
+    for tax in store.due_deliveries(chrono::DateTime::<chrono::Utc>::MAX_UTC, usize::MAX)? {
+        let Some(loaded) = store.load(&tax)? else {
+            continue;
+        };
+        n += loaded
+            .subject
+            .credential
+            .iter()
+            .flat_map(|c| &c.parts)
+            .filter(|p| p.queued.as_ref().is_some_and(|q| q.sealed.key_id() == id))
+            .map(|_| 1)
+            .sum::<u64>();
+    }
+    Ok(n)
 }

@@ -240,3 +240,36 @@ fn a_wrong_key_file_is_refused_and_left_alone() {
     let out = env.code(&["key", "list"], "", 7);
     assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
 }
+
+#[test]
+fn retire_says_when_queued_parts_are_sealed_under_the_key() {
+    let env = Env::initialised();
+    // The outbox cannot be written: the part stays queued, sealed under key 1 (exit 10).
+    std::fs::write(env.path("outbox"), "not a directory").unwrap();
+    let out = env.run(
+        &[
+            "enrol",
+            MARIO,
+            "--role",
+            "employee",
+            "--email",
+            "mario@example.it",
+            "--enrolled-on",
+            "2020-09-01",
+            "--as",
+            "rid:R042",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 10, "{}{}", out.stdout, out.stderr);
+    let _ = env.json(&["key", "add"], 0);
+    let out = env.code(&["key", "retire", "1"], "", 5);
+    assert!(
+        out.stderr.contains("1 delivery part(s) still queued"),
+        "{}",
+        out.stderr
+    );
+    let v = env.json(&["key", "retire", "1", "--force"], 0);
+    assert_eq!(v["queued_parts_sealed"], 1);
+    assert_eq!(v["pins_killed"], 1);
+}
