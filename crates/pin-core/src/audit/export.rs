@@ -206,3 +206,127 @@ where
     }
     Ok(report)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::audit::AuditEvent;
+    use crate::audit::chain::{BreakKind, GENESIS, extend_keyed};
+    use crate::audit::key::AuditKey;
+    use crate::tax_code::TaxCode;
+
+    fn lines(n: usize, key: &AuditKey) -> Vec<ExportLine> {
+        let events: Vec<AuditEvent> = (0..n)
+            .map(|i| AuditEvent {
+                at: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+                subject: TaxCode::parse("RSSMRA85T10A562S").unwrap(),
+                actor: "test".into(),
+                action: format!("a{i}"),
+                outcome: "rejected".into(),
+                serial: None,
+                channels: Vec::new(),
+                detail: String::new(),
+            })
+            .collect();
+        extend_keyed(0, GENESIS, Some(key), &events)
+            .unwrap()
+            .into_iter()
+            .zip(&events)
+            .map(|(l, e)| {
+                ExportLine::of(&AuditRecord {
+                    id: u64::try_from(l.id).unwrap(),
+                    event: e.clone(),
+                    link: Some(crate::audit::RecordLink {
+                        stored: l.event.clone(),
+                        prev_hash: l.prev_hash,
+                        hash: l.hash,
+                        key_id: l.key_id,
+                    }),
+                })
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn heads_and_hex_round_trip_and_bad_ones_are_refused() {
+        let head = ChainHead {
+            id: 7,
+            hash: [0xab; 32],
+        };
+        assert_eq!(parse_head(&format_head(&head)).unwrap(), head);
+        assert_eq!(unhex(&hex(&[0, 1, 254])).unwrap(), vec![0, 1, 254]);
+        assert!(unhex("abc").is_none());
+        assert!(unhex("zz").is_none());
+        for bad in ["7", "x:ab", "7:abcd", ""] {
+            assert!(parse_head(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_export_verifies_offline_and_every_change_is_found() {
+        let key = AuditKey::new(1, &[3; 32]).unwrap();
+        let keys = AuditKeyring::new(key.clone());
+        let rows = lines(3, &key);
+        let header = ExportHeader::new(Some(1));
+        let check = |rows: Vec<Option<ExportLine>>, from, head| {
+            verify_export(rows, &header, Some(&keys), from, head).unwrap()
+        };
+        let all = || rows.iter().cloned().map(Some).collect::<Vec<_>>();
+        let report = check(all(), Some(1), None);
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.intact_rows, 3);
+        let head = report.head.unwrap();
+        assert!(check(all(), Some(1), Some(head)).is_intact());
+        let first = ChainHead {
+            id: 1,
+            hash: <[u8; 32]>::try_from(unhex(&rows[0].hash).unwrap()).unwrap(),
+        };
+        assert!(
+            check(all(), Some(1), Some(first)).is_intact(),
+            "an older head is held"
+        );
+
+        // Cut before the head: found with the head.
+        let cut: Vec<_> = all().into_iter().take(2).collect();
+        let b = check(cut, Some(1), Some(head)).first_break.unwrap();
+        assert!(matches!(b.kind, BreakKind::HeadMismatch { .. }));
+        // A head hash that is not the chain's.
+        let fake = ChainHead {
+            id: 2,
+            hash: [9; 32],
+        };
+        assert!(!check(all(), Some(1), Some(fake)).is_intact());
+        // A changed event.
+        let mut changed = all();
+        if let Some(l) = changed[1].as_mut() {
+            l.event = l.event.replace("rejected", "accepted");
+        }
+        let b = check(changed, Some(1), None).first_break.unwrap();
+        assert_eq!((b.id, b.kind), (2, BreakKind::HashMismatch));
+        // A line that is not a row: unreadable at its place.
+        let mut junk = all();
+        junk[1] = None;
+        let b = check(junk, Some(1), None).first_break.unwrap();
+        assert!(matches!((b.id, b.kind), (2, BreakKind::Unreadable { .. })));
+        // The header's boundary against the expected one.
+        let b = check(all(), Some(2), None).first_break.unwrap();
+        assert!(matches!(b.kind, BreakKind::KeyedFromMismatch { .. }));
+    }
+
+    #[test]
+    fn a_chain_shorter_than_the_expected_boundary_is_fine_until_it_reaches_it() {
+        let rows: Vec<Option<ExportLine>> = Vec::new();
+        let mut report =
+            verify_export(rows, &ExportHeader::new(None), None, Some(3), None).unwrap();
+        assert!(report.is_intact());
+        report.check_keyed_from(None, 3);
+        assert!(report.is_intact());
+        report.intact_rows = 3;
+        report.check_keyed_from(None, 3);
+        assert!(!report.is_intact());
+    }
+}
