@@ -267,3 +267,50 @@ fn an_unkeyed_database_keeps_its_old_rows_and_keys_every_new_one() {
     let b = store.verify_audit_chain().unwrap().first_break.unwrap();
     assert_eq!((b.id, b.kind), (n + 1, BreakKind::LinkMismatch));
 }
+
+#[test]
+fn a_schema_3_database_is_migrated_and_its_rows_stay_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    activity(SqliteStore::open(&path).unwrap(), 1, 0);
+    let rows = SqliteStore::open(&path)
+        .unwrap()
+        .verify_audit_chain()
+        .unwrap()
+        .intact_rows;
+    // Take it back to schema 3: no key_id column, no keyed boundary.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER audit_stays_keyed; DROP TRIGGER audit_records_keyed_from;
+             DROP TRIGGER audit_keying_no_update; DROP TRIGGER audit_keying_no_delete;
+             DROP TABLE audit_keying;
+             ALTER TABLE audit DROP COLUMN key_id;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        let cols: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'key_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(cols, 0);
+    }
+    // Opened by this version: migrated to 5, old rows unkeyed and intact, new rows keyed.
+    let store = SqliteStore::open(&path).unwrap().with_audit_keys(keys());
+    let v: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, pin_sqlite::SCHEMA_VERSION);
+    assert!(store.verify_audit_chain().unwrap().is_intact());
+    assert_eq!(store.audit_keyed_from().unwrap(), None);
+    activity(store, 2, 1);
+    let store = SqliteStore::open(&path).unwrap().with_audit_keys(keys());
+    assert_eq!(store.audit_keyed_from().unwrap(), Some(rows + 1));
+    let report = store.verify_audit_chain().unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert!(report.intact_rows > rows);
+}
