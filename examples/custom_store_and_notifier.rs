@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use pin_core::audit::AuditEvent;
+use pin_core::audit::{AuditEvent, AuditRecord};
 use pin_core::command::{AttemptsUpdate, Command, Delivery, Enrolment};
 use pin_core::contact::{Contacts, Email, Mobile};
 use pin_core::hash::{HashParams, Keyring};
@@ -242,6 +242,33 @@ impl Store for HashMapStore {
             .iter()
             .filter(|e| tax_code.is_none_or(|t| &e.subject == t))
             .cloned()
+            .collect())
+    }
+
+    /// How many current PIN hashes each pepper key protects (for key retirement).
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<KeyId, u64> = Default::default();
+        for (subject, _, _) in self.lock().subjects.values() {
+            if let Some(c) = &subject.credential {
+                *counts.entry(c.hash.key_id).or_insert(0) += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// A page of the log for a streaming reader (an export): ids are positions, and this
+    /// store keeps no hash chain, so no links.
+    fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let inner = self.lock();
+        Ok((1_u64..)
+            .zip(inner.audit.iter())
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|(id, event)| AuditRecord {
+                id,
+                event: event.clone(),
+                link: None,
+            })
             .collect())
     }
 }

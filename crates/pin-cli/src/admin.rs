@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use crate::app::{self, Ctx, Service};
 use crate::cli::AuditCmd;
 use crate::exit::{Failure, Kind, one_line};
-use crate::key;
 use crate::outbox;
 use crate::report::{Done, snake};
+use crate::{audit_key, key};
 
 /// `pin init`: the key first (never overwritten), then the database; a failure removes the
 /// key it just wrote, so that nothing is left half made.
@@ -32,7 +32,7 @@ pub(crate) fn init(ctx: &Ctx) -> Result<Done, Failure> {
         )));
     }
     if ctx.db.exists() {
-        let store = app::open_store(ctx)?;
+        let store = ctx.db.open(crate::db::Access::Write)?;
         if !store.audit_log(None)?.is_empty() {
             return Err(Failure::refused(format!(
                 "the database {} already holds records but its key file {} is missing; restore the key from your backup (a new key would make every stored PIN unusable)",
@@ -41,23 +41,37 @@ pub(crate) fn init(ctx: &Ctx) -> Result<Done, Failure> {
             )));
         }
     }
+    if ctx.audit_key_file.exists() {
+        return Err(Failure::refused(format!(
+            "the audit key file {} already exists; `pin init` never overwrites a key (the audit chain depends on it)",
+            ctx.audit_key_file.display()
+        )));
+    }
     let k = key::random_key()?;
     key::write_new(&ctx.key_file, &k)?;
-    if let Err(e) = app::create_store(ctx) {
+    // A new database: its audit chain is keyed from the first row.
+    let made = audit_key::write_new(&ctx.audit_key_file, 1).and_then(|()| {
+        app::create_store(ctx).inspect_err(|_| {
+            let _ = std::fs::remove_file(&ctx.audit_key_file);
+        })
+    });
+    if let Err(e) = made {
         let _ = std::fs::remove_file(&ctx.key_file);
         return Err(e);
     }
     let json = json!({
         "db": ctx.db.display().to_string(),
         "key_file": ctx.key_file.display().to_string(),
+        "audit_key_file": ctx.audit_key_file.display().to_string(),
         "outbox": ctx.outbox.display().to_string(),
     });
     let text = format!(
-        "Created the database {} and the key file {} (mode 0600).\n\
-         Keep the key secret and back it up apart from the database: without it no stored PIN can be verified.\n\
+        "Created the database {}, the key file {} and the audit key file {} (mode 0600).\n\
+         Keep both keys secret and back them up apart from the database: without the key no stored PIN can be verified, without the audit key the audit log cannot be proved.\n\
          Messages to people will be written to {}.\n",
         ctx.db.display(),
         ctx.key_file.display(),
+        ctx.audit_key_file.display(),
         ctx.outbox.display()
     );
     Ok(Done::ok("init", json, text))
@@ -186,7 +200,7 @@ pub(crate) fn outbox(ctx: &Ctx, tax: Option<&TaxCode>) -> Result<Done, Failure> 
     Ok(Done::ok("outbox", json, text))
 }
 
-/// `pin audit show | verify`.
+/// `pin audit show` (the other audit sub-commands: [`crate::audit_cmd`]).
 pub(crate) fn audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<Done, Failure> {
     let store = app::open_store_for(ctx, crate::db::Access::Read)?;
     match cmd {
@@ -221,47 +235,7 @@ pub(crate) fn audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<Done, Failure> {
             }
             Ok(Done::ok("audit show", json!({ "events": events }), text))
         }
-        AuditCmd::Verify => {
-            let report = store.verify_audit_chain()?;
-            let head = report.head.map(|h| {
-                json!({ "id": h.id, "hash": h.hash.iter().map(|b| format!("{b:02x}")).collect::<String>() })
-            });
-            let brk = report
-                .first_break
-                .as_ref()
-                .map(|b| json!({ "id": b.id, "kind": format!("{:?}", b.kind) }));
-            let json = json!({
-                "intact": report.is_intact(),
-                "intact_rows": report.intact_rows,
-                "head": head,
-                "first_break": brk,
-            });
-            if let Some(b) = &report.first_break {
-                return Err(Failure::new(
-                    Kind::Integrity,
-                    format!(
-                        "the audit chain is broken at row {} ({:?}); {} rows before it verify — the log was changed outside this program",
-                        b.id, b.kind, report.intact_rows
-                    ),
-                ));
-            }
-            let text = format!(
-                "The audit chain verifies: {} rows intact{}.\nKeep the head elsewhere to detect a later truncation.\n",
-                report.intact_rows,
-                report
-                    .head
-                    .map(|h| format!(
-                        ", head #{} {}",
-                        h.id,
-                        h.hash
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<String>()
-                    ))
-                    .unwrap_or_default()
-            );
-            Ok(Done::ok("audit verify", json, text))
-        }
+        _ => Err(Failure::internal("audit sub-command dispatched to show")),
     }
 }
 

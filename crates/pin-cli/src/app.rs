@@ -16,8 +16,8 @@ use rand_core::SeedableRng;
 use crate::cli::{DeliveryArgs, Global, NotifierArg};
 use crate::db::{Access, AnyStore, Db};
 use crate::exit::Failure;
-use crate::key;
 use crate::outbox::{self, FileOutbox, file_name};
+use crate::{audit_key, key};
 
 /// The environment variable that selects tiny Argon2 costs, **for tests only**.
 pub(crate) const FAST_HASH_ENV: &str = "PIN_INSECURE_FAST_HASH";
@@ -36,6 +36,8 @@ pub(crate) struct Ctx {
     pub(crate) db: Db,
     /// The pepper key file.
     pub(crate) key_file: PathBuf,
+    /// The audit key file.
+    pub(crate) audit_key_file: PathBuf,
     /// The outbox directory.
     pub(crate) outbox: PathBuf,
     /// The time the command acts at.
@@ -59,8 +61,15 @@ impl Ctx {
                 .or_else(|| g.database_url.clone().map(PathBuf::from))
                 .map_or_else(|| Db::File(PathBuf::from("pin.db")), |v| Db::parse(&v));
         let beside = db.beside();
+        let key_file = g.key_file.clone().unwrap_or_else(|| beside.join("pin.key"));
         Self {
-            key_file: g.key_file.clone().unwrap_or_else(|| beside.join("pin.key")),
+            audit_key_file: g.audit_key_file.clone().unwrap_or_else(|| {
+                key_file
+                    .parent()
+                    .unwrap_or_else(|| Path::new(""))
+                    .join(audit_key::FILE_NAME)
+            }),
+            key_file,
             outbox: g.outbox.clone().unwrap_or_else(|| beside.join("outbox")),
             db,
             now: g.now.unwrap_or_else(clock_now),
@@ -76,6 +85,7 @@ impl Ctx {
         Self {
             db: Db::File(dir.join("pin.db")),
             key_file: dir.join("pin.key"),
+            audit_key_file: dir.join(audit_key::FILE_NAME),
             outbox: dir.join("outbox"),
             now,
             pinned_now: true,
@@ -145,6 +155,7 @@ pub(crate) fn os_rng() -> Result<ChaCha20Rng, Failure> {
 
 /// Opens an existing database (never creates one) to read and write: an SQLite file, or a
 /// PostgreSQL database (whose schema is brought up to date).
+#[allow(dead_code)] // no caller here since `pin init` opens without the audit key
 pub(crate) fn open_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
     open_store_for(ctx, Access::Write)
 }
@@ -157,12 +168,32 @@ pub(crate) fn open_store_for(ctx: &Ctx, access: Access) -> Result<AnyStore, Fail
             ctx.db.display()
         )));
     }
-    ctx.db.open(access)
+    with_audit_key(ctx, ctx.db.open(access)?, access)
 }
 
-/// Creates (or opens) the database of `ctx.db`.
+/// Creates (or opens) the database of `ctx.db`, keyed with the audit key file (which must
+/// exist: `pin init` writes it first).
 pub(crate) fn create_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
-    ctx.db.open(Access::Create)
+    with_audit_key(ctx, ctx.db.open(Access::Create)?, Access::Create)
+}
+
+/// Keys `store`'s audit chain with the audit key file. Without the file a command that
+/// only reads goes on unkeyed (a keyed row then does not verify: the key is needed);
+/// one that writes is refused, since every new audit row must be keyed.
+fn with_audit_key(ctx: &Ctx, store: AnyStore, access: Access) -> Result<AnyStore, Failure> {
+    match audit_key::load(&ctx.audit_key_file)? {
+        Some(file) => {
+            if let Some(w) = key::permission_warning(&ctx.audit_key_file) {
+                eprintln!("pin: warning: {w}");
+            }
+            Ok(store.with_audit_keys(file.keys))
+        }
+        None if access == Access::Read => Ok(store),
+        None => Err(Failure::storage(format!(
+            "no audit key file at {}; every new audit row is keyed, so a command that writes needs it: pass --audit-key-file (or set PIN_AUDIT_KEY_FILE), or, for a database created before the audit chain was keyed, run `pin audit init-key` once",
+            ctx.audit_key_file.display()
+        ))),
+    }
 }
 
 /// The hasher of this database's key and the policy.

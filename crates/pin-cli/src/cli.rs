@@ -106,6 +106,10 @@ pub(crate) struct Global {
     /// The pepper key file: 64 hex digits [default: pin.key beside the database].
     #[arg(long, env = "PIN_KEY_FILE", global = true, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
+    /// The audit key file: the HMAC keys of the audit chain, kept apart from the database
+    /// [default: pin.audit-key beside the key file].
+    #[arg(long, env = "PIN_AUDIT_KEY_FILE", global = true, value_name = "PATH")]
+    pub(crate) audit_key_file: Option<PathBuf>,
     /// Where messages to people are written [default: outbox/ beside the database].
     #[arg(long, env = "PIN_OUTBOX", global = true, value_name = "DIR")]
     pub(crate) outbox: Option<PathBuf>,
@@ -400,6 +404,10 @@ Exit code 0 accepted, 3 rejected, 4 locked, 6 must_change/expired/insufficient_l
     /// Show the audit log, or verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The pepper keyring of the key file: add a key, list the keys with the PIN hashes each
+    /// still protects, retire one.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Import subjects with pre-computed hashes from a JSON-lines file (`-` for stdin).
     #[command(after_long_help = "\
 One JSON object per line:
@@ -490,6 +498,24 @@ pub(crate) enum RequestCmd {
     },
 }
 
+/// Key sub-commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCmd {
+    /// Add a fresh pepper key (the next id): new PIN hashes use it from now on.
+    Add,
+    /// List the keys: id, fingerprint, how many PIN hashes each still protects.
+    List,
+    /// Remove an older key once no PIN hash depends on it.
+    Retire {
+        /// The key id.
+        id: u32,
+        /// Retire it although PIN hashes still depend on it: those PINs can then never
+        /// be verified again (the command says how many).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// Audit sub-commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCmd {
@@ -499,8 +525,30 @@ pub(crate) enum AuditCmd {
         #[arg(value_parser = parse_tax)]
         tax_code: Option<TaxCode>,
     },
-    /// Verify the hash chain of the whole audit log.
-    Verify,
+    /// Verify the keyed hash chain of the whole audit log (needs the audit key), or of an
+    /// export offline (`--file`), without the database.
+    Verify {
+        /// Check this export (`pin audit export`) instead of the database.
+        #[arg(long, value_name = "EXPORT")]
+        file: Option<PathBuf>,
+        /// The head kept elsewhere (`ID:HASH`, as `pin audit head` prints it): the chain
+        /// must reach it, so rows cut off at the end are found.
+        #[arg(long, value_name = "ID:HASH")]
+        head: Option<String>,
+    },
+    /// Print the current head of the verified chain (id and hash): keep it elsewhere, and
+    /// pass it to `pin audit verify --head` later to detect a truncation.
+    Head,
+    /// Export the audit log as JSON lines, each event with its chain hash and key id,
+    /// streaming (the log is never held whole in memory).
+    Export {
+        /// Write to this file (created, never overwritten) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Create the audit key file for a database written before the audit chain was keyed:
+    /// the rows so far stay verifiable as unkeyed SHA-256 links, every new row is keyed.
+    InitKey,
 }
 
 /// Contacts given on the command line.

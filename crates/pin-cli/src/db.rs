@@ -91,9 +91,13 @@ impl Cmd {
     /// How this command uses the database: the commands that only show something read.
     pub(crate) fn access(&self) -> Access {
         match self {
-            Self::Status { .. } | Self::Audit(AuditCmd::Show { .. } | AuditCmd::Verify) => {
-                Access::Read
-            }
+            Self::Status { .. }
+            | Self::Audit(
+                AuditCmd::Show { .. }
+                | AuditCmd::Verify { .. }
+                | AuditCmd::Head
+                | AuditCmd::Export { .. },
+            ) => Access::Read,
             _ => Access::Write,
         }
     }
@@ -203,6 +207,22 @@ impl AnyStore {
         }
     }
 
+    /// Keys the audit chain with `keys` (new rows keyed with the newest).
+    pub(crate) fn with_audit_keys(self, keys: pin_core::audit::key::AuditKeyring) -> Self {
+        match self {
+            Self::Sqlite(s) => Self::Sqlite(s.with_audit_keys(keys)),
+            Self::Postgres(s) => Self::Postgres(Box::new(s.with_audit_keys(keys))),
+        }
+    }
+
+    /// The id of the first keyed audit row, if any.
+    pub(crate) fn audit_keyed_from(&self) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.audit_keyed_from(),
+            Self::Postgres(s) => s.audit_keyed_from(),
+        }
+    }
+
     fn get(&self) -> &dyn Store {
         match self {
             Self::Sqlite(s) => s,
@@ -265,6 +285,16 @@ impl Store for AnyStore {
     }
     fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
         self.get().audit_log(t)
+    }
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
+        self.get().audit_page(after, limit)
+    }
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.get().hashes_per_key()
     }
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
         self.get().awaiting_outbound()

@@ -221,6 +221,7 @@ pub(crate) fn run(outer: &Ctx) -> Result<Done, Failure> {
         .map_err(|e| demo_err(&format!("cannot create a temporary directory: {e}")))?;
     let ctx = Ctx::in_dir(dir.path(), outer.now);
     key::write_new(&ctx.key_file, &*key::random_key()?)?;
+    crate::audit_key::write_new(&ctx.audit_key_file, 1)?;
     let store = app::create_store(&ctx)?;
     let svc = app::service(&ctx, store)?;
     let mut d = Demo {

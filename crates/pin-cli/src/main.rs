@@ -32,8 +32,8 @@
 //!
 //! # Under load
 //!
-//! Commands that only show something (`status`, `audit show`, `audit verify`) open an
-//! SQLite file read-only and never wait for writers. A command that writes waits for the
+//! Commands that only show something (`status`, `audit show`, `audit verify`, `audit head`,
+//! `audit export`, `key list`) open an SQLite file read-only and never wait for writers. A command that writes waits for the
 //! write lock other processes hold up to 30 s; past it, it ends with exit code 9 and
 //! `busy: retry …`, having changed nothing. A PostgreSQL server that refuses new
 //! connections (`too many clients`) is asked again for 30 s, then the command ends with
@@ -53,12 +53,15 @@
 
 mod admin;
 mod app;
+mod audit_cmd;
+mod audit_key;
 mod cli;
 mod db;
 mod demo;
 mod exit;
 mod input;
 mod key;
+mod key_cmd;
 mod outbox;
 mod report;
 mod run;

@@ -9,10 +9,10 @@ use pin_core::tax_code::TaxCode;
 use serde_json::{Value, json};
 
 use crate::app::{self, Ctx, Service};
-use crate::cli::{Cli, Cmd, ContactArgs, RequestCmd};
+use crate::cli::{AuditCmd, Cli, Cmd, ContactArgs, RequestCmd};
 use crate::exit::Failure;
 use crate::report::{self, Done};
-use crate::{admin, demo, subject};
+use crate::{admin, audit_cmd, demo, key_cmd, subject};
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<Done, Failure> {
@@ -24,7 +24,9 @@ pub(crate) fn run(cli: Cli) -> Result<Done, Failure> {
         Cmd::Demo => demo::run(&ctx),
         Cmd::Completions { .. } => Err(Failure::internal("completions are printed by main")),
         Cmd::Hash { format } => admin::hash(&ctx, format.into()),
-        Cmd::Audit(a) => admin::audit(&ctx, &a),
+        Cmd::Audit(a @ AuditCmd::Show { .. }) => admin::audit(&ctx, &a),
+        Cmd::Audit(a) => audit_cmd::run(&ctx, &a),
+        Cmd::Key(k) => key_cmd::run(&ctx, &k),
         command => {
             let store = app::open_store_for(&ctx, command.access())?;
             let svc = app::service(&ctx, store)?;
@@ -209,7 +211,8 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
         | Cmd::Demo
         | Cmd::Completions { .. }
         | Cmd::Hash { .. }
-        | Cmd::Audit(_) => Err(Failure::internal("command dispatched twice")),
+        | Cmd::Audit(_)
+        | Cmd::Key(_) => Err(Failure::internal("command dispatched twice")),
     }
 }
 

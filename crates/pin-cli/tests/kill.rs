@@ -39,6 +39,16 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// The keys of the audit key file `pin init` wrote (`key ID HEX` lines).
+fn audit_keys(path: &Path) -> pin_core::audit::key::AuditKeyring {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text.lines().find(|l| l.starts_with("key 1 ")).unwrap();
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&line[6 + 2 * i..8 + 2 * i], 16).unwrap())
+        .collect();
+    pin_core::audit::key::AuditKeyring::new(pin_core::audit::key::AuditKey::new(1, &bytes).unwrap())
+}
+
 fn the_pin(dir: &Path) -> String {
     let outbox: PathBuf = dir.join("outbox");
     for e in std::fs::read_dir(outbox).unwrap() {
@@ -101,7 +111,9 @@ fn killed_verifies_keep_the_audit_equal_to_the_counter() {
         }
         let _ = child.kill();
         let _ = child.wait();
-        let store = SqliteStore::open(dir.join("pin.db")).unwrap();
+        let store = SqliteStore::open(dir.join("pin.db"))
+            .unwrap()
+            .with_audit_keys(audit_keys(&dir.join("pin.audit-key")));
         assert!(store.verify_audit_chain().unwrap().is_intact(), "kill {i}");
         assert_audit_explains_counter(&store, &tax);
         let a = store.load(&tax).unwrap().unwrap().attempts;

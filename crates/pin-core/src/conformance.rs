@@ -536,6 +536,77 @@ pub fn audit_log_order<S: Store>(store: &S) {
     );
 }
 
+/// The audit log read page by page ([`Store::audit_page`]): every event once, in order, ids
+/// 1, 2, 3, … and an empty page at the end; a store that chains its log gives each row's
+/// link, the stored text being the event and each `prev_hash` the hash before it.
+pub fn audit_pages<S: Store>(store: &S) {
+    let events: Vec<AuditEvent> = (0..5)
+        .map(|i| event(&tax(i % 2), &format!("step{i}")))
+        .collect();
+    store.append_audit(&events).unwrap();
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 2).unwrap();
+        assert!(page.len() <= 2, "a page holds at most `limit` rows");
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        all.extend(page);
+    }
+    assert_eq!(
+        all.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        all.iter().map(|r| r.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert!(store.audit_page(5, 10).unwrap().is_empty());
+    assert_eq!(store.audit_page(3, 1).unwrap()[0].id, 4);
+    let mut prev = crate::audit::chain::GENESIS;
+    for record in &all {
+        if let Some(link) = &record.link {
+            assert_eq!(
+                link.prev_hash, prev,
+                "row {} links to the one before",
+                record.id
+            );
+            assert_eq!(
+                crate::audit::chain::read_event(record.event.subject.as_str(), &link.stored)
+                    .unwrap(),
+                record.event
+            );
+            prev = link.hash;
+        }
+    }
+}
+
+/// [`Store::hashes_per_key`] counts the current credentials' hashes by pepper key id.
+pub fn hashes_per_key_counts<S: Store>(store: &S) {
+    assert_eq!(store.hashes_per_key().unwrap(), Vec::new());
+    let with = |i: usize, serial: u64| {
+        sample_subject(tax(i), Role::Citizen, &format!("k{i}@example.it"), serial)
+    };
+    store.create(&with(0, 1), &[]).unwrap();
+    store.create(&with(1, 2), &[]).unwrap();
+    store.create(&with(2, 0), &[]).unwrap();
+    let id = with(0, 1).credential.unwrap().hash.key_id;
+    assert_eq!(store.hashes_per_key().unwrap(), vec![(id, 2)]);
+    // A credential rehashed under another key moves to that key's count.
+    let loaded = store.load(&tax(1)).unwrap().unwrap();
+    let mut moved = loaded.subject.clone();
+    if let Some(c) = moved.credential.as_mut() {
+        c.hash.key_id = KeyId(id.0 + 1);
+    }
+    let _ = store
+        .save(&moved, loaded.version, AttemptsUpdate::Keep, &[])
+        .unwrap();
+    assert_eq!(
+        store.hashes_per_key().unwrap(),
+        vec![(id, 1), (KeyId(id.0 + 1), 1)]
+    );
+}
+
 /// Many threads reserving at once: exactly `limit` wrong comparisons are granted.
 /// rule: INPS-12, POL-8
 pub fn concurrent_reservations<S: Store + Sync>(store: &S) {
@@ -719,6 +790,8 @@ pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     counter_follows_saves(&make());
     key_fingerprints_recorded_once(&make());
     audit_log_order(&make());
+    audit_pages(&make());
+    hashes_per_key_counts(&make());
     concurrent_reservations(&make());
     lockout::run_all(&make);
     outbound_queue_oldest_first(&make());

@@ -202,6 +202,34 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        let mut counts: BTreeMap<KeyId, u64> = BTreeMap::new();
+        for (subject, _, _) in self.lock().subjects.values() {
+            if let Some(c) = &subject.credential {
+                *counts.entry(c.hash.key_id).or_insert(0) += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
+        let inner = self.lock();
+        Ok((1_u64..)
+            .zip(inner.audit.iter())
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|(id, event)| crate::audit::AuditRecord {
+                id,
+                event: event.clone(),
+                link: None,
+            })
+            .collect())
+    }
+
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
         let inner = self.lock();
         Ok(crate::store::outbound_queue(

@@ -18,7 +18,7 @@ pub use crate::attempts::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
 use crate::secret::KeyId;
@@ -200,6 +200,45 @@ pub trait Store {
     /// A backend failure or a corrupt row.
     fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// At most `limit` rows of the whole audit log, in order, after row id `after` (0: from
+    /// the start): a page, so that a reader (an export) walks a log of any size with bounded
+    /// memory, asking for the next page after the last id it got. An empty page is the end.
+    ///
+    /// The default, for stores written before this method, reads the whole log with
+    /// [`Store::audit_log`] for every page (its memory grows with the log), numbers the
+    /// events 1, 2, 3, … and gives no chain links; the SQL stores override it with one
+    /// indexed query per page and the links of their chain.
+    ///
+    /// # Errors
+    /// A backend failure or a corrupt row.
+    fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok((1_u64..)
+            .zip(self.audit_log(None)?)
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|(id, event)| AuditRecord {
+                id,
+                event,
+                link: None,
+            })
+            .collect())
+    }
+
+    /// How many stored PIN hashes each pepper key still protects: one `(key id, count)` per
+    /// key id that at least one current credential's hash was made with, by ascending id.
+    /// A key may be retired only when none does (its PINs could not be verified any more).
+    ///
+    /// The default refuses: a store that cannot count says so, rather than a key being
+    /// retired on the strength of a count of zero that was never taken.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        Err(StoreError::Backend(
+            "this store does not count the hashes per pepper key (Store::hashes_per_key)".into(),
+        ))
+    }
+
     /// The subjects whose request waits for the outbound contact-centre call (INPS-6,
     /// INPS-7), oldest request first (ties by tax code): the queue the operators work.
     /// Implementations select the records and order them with [`outbound_queue`]; the
@@ -324,6 +363,12 @@ macro_rules! forward_store {
             }
             fn audit_log(&self, t: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
                 (**self).audit_log(t)
+            }
+            fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+                (**self).audit_page(after, limit)
+            }
+            fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+                (**self).hashes_per_key()
             }
             fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
                 (**self).awaiting_outbound()

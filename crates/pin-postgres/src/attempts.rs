@@ -6,6 +6,7 @@
 
 use chrono::DateTime;
 use pin_core::audit::AuditEvent;
+use pin_core::audit::key::AuditKey;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::secret::KeyId;
 use pin_core::store::{
@@ -80,6 +81,7 @@ pub(crate) fn reserve_in(
     tx: &mut Tx<'_>,
     tax_code: &TaxCode,
     request: &ReserveRequest,
+    key: Option<&AuditKey>,
 ) -> Result<Reservation, TxError> {
     let tax = tax_code.as_str();
     let Some((attempts, current)) = lock_counter(tx, tax)? else {
@@ -131,11 +133,12 @@ pub(crate) fn reserve_in(
             &[&id, &tax, &serial, &l.expires_at.timestamp_millis()],
         )?;
     }
-    chain::append(tx, &step.audit)?;
+    chain::append(tx, key, &step.audit)?;
     Ok(step.answer)
 }
 
 /// [`pin_core::store::Store::settle_attempt`] inside a write transaction.
+#[allow(clippy::too_many_arguments)] // the trait method's arguments and the audit key
 pub(crate) fn settle_in(
     tx: &mut Tx<'_>,
     tax_code: &TaxCode,
@@ -144,6 +147,7 @@ pub(crate) fn settle_in(
     limit: u32,
     settlement: Settlement,
     audit: &AuditEvent,
+    key: Option<&AuditKey>,
 ) -> Result<Settled, TxError> {
     let tax = tax_code.as_str();
     let Some((attempts, current)) = lock_counter(tx, tax)? else {
@@ -162,7 +166,7 @@ pub(crate) fn settle_in(
     if step.counter != attempts {
         write_counter(tx, tax, step.counter)?;
     }
-    chain::append(tx, std::slice::from_ref(&step.audit))?;
+    chain::append(tx, key, std::slice::from_ref(&step.audit))?;
     Ok(step.answer)
 }
 

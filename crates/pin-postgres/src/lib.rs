@@ -26,8 +26,9 @@
 //! - **A damaged row is an error**, never a panic and never a usable PIN: rows are read as
 //!   versioned row types and converted with `TryFrom`
 //!   ([`pin_core::store::StoreError::Corrupt`]).
-//! - **One tamper-evident audit chain for all instances**: `hash = SHA-256(prev_hash ‖
-//!   event)`; appends are serialised on the single row of `audit_head` (see the
+//! - **One tamper-evident audit chain for all instances**: `hash = HMAC-SHA-256(audit
+//!   key, … ‖ prev_hash ‖ event)` when keyed ([`PostgresStore::with_audit_keys`]), else
+//!   `SHA-256(prev_hash ‖ event)`; appends are serialised on the single row of `audit_head` (see the
 //!   `chain` module docs and [`ChainReport`]); triggers refuse `UPDATE`, `DELETE` and
 //!   `TRUNCATE` of the log.
 //!

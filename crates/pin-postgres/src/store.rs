@@ -2,6 +2,7 @@
 
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::{self as audit_chain, ChainReport};
+use pin_core::audit::key::{AuditKey, AuditKeyring};
 use pin_core::command::AttemptsUpdate;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
@@ -46,6 +47,8 @@ fn row_format(row: &SubjectRowV1) -> Result<i16, StoreError> {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
+    /// The audit keys: new audit rows are keyed with the newest ([`PostgresStore::with_audit_keys`]).
+    audit_keys: Option<AuditKeyring>,
 }
 
 impl PostgresStore {
@@ -88,7 +91,33 @@ impl PostgresStore {
                 options.pool_timeout,
                 Conn::new(client),
             ),
+            audit_keys: None,
         })
+    }
+
+    /// Keys the audit chain with `keys`: every audit row this store appends from now on is
+    /// keyed with the newest key (HMAC-SHA-256, [`pin_core::audit::chain::keyed_link`]), and
+    /// [`PostgresStore::verify_audit_chain`] checks keyed rows under the key each one names.
+    /// The first keyed row is recorded as the chain's keyed boundary; from then on the
+    /// database refuses unkeyed rows, so a store without the key can no longer append.
+    #[must_use]
+    pub fn with_audit_keys(mut self, keys: AuditKeyring) -> Self {
+        self.audit_keys = Some(keys);
+        self
+    }
+
+    /// The key new audit rows are keyed with, if any.
+    fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_keys.as_ref().map(AuditKeyring::current)
+    }
+
+    /// The keyed boundary of the audit chain: the id of its first keyed row, or `None`
+    /// while no row is keyed (a database written before keying, or without an audit key).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be read.
+    pub fn audit_keyed_from(&self) -> Result<Option<u64>, StoreError> {
+        self.pool.run(Mode::Statement, chain::keyed_from)
     }
 
     /// The server this store talks to — host and port, database and user, never the
@@ -104,8 +133,15 @@ impl PostgresStore {
     /// # Errors
     /// [`StoreError::Backend`] when the database cannot be read. A broken chain is not an
     /// error: it is reported in [`ChainReport::first_break`].
+    ///
+    /// Rows before the keyed boundary ([`PostgresStore::audit_keyed_from`]) are checked as
+    /// unkeyed SHA-256 links, rows from it on as HMACs under the audit keys of
+    /// [`PostgresStore::with_audit_keys`] (a keyed row is
+    /// [`pin_core::audit::chain::BreakKind::UnknownKey`] to a store without its key).
     pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.pool.run(Mode::Snapshot, chain::verify)
+        self.pool.run(Mode::Snapshot, |tx| {
+            chain::verify(tx, self.audit_keys.as_ref())
+        })
     }
 }
 
@@ -274,7 +310,7 @@ impl Store for PostgresStore {
         let row = SubjectRowV1::from_subject(subject, ENGINE)?;
         self.pool.run(Mode::Write, |tx| {
             insert_subject(tx, &row)?;
-            chain::append(tx, audit)?;
+            chain::append(tx, self.audit_key(), audit)?;
             Ok(1)
         })
     }
@@ -290,7 +326,7 @@ impl Store for PostgresStore {
             for (row, _) in &rows {
                 insert_subject(tx, row)?;
             }
-            chain::append(tx, &events)
+            chain::append(tx, self.audit_key(), &events)
         })
     }
 
@@ -334,7 +370,7 @@ impl Store for PostgresStore {
             let version: i64 = get(&version, 0)?;
             write_credential(tx, &row)?;
             apply_attempts(tx, &row.tax_code, attempts)?;
-            chain::append(tx, audit)?;
+            chain::append(tx, self.audit_key(), audit)?;
             Ok(u64::try_from(version)
                 .map_err(|_| StoreError::Corrupt(format!("record version {version}")))?)
         })
@@ -346,7 +382,7 @@ impl Store for PostgresStore {
         request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
         self.pool.run(Mode::Write, |tx| {
-            attempts::reserve_in(tx, tax_code, request)
+            attempts::reserve_in(tx, tax_code, request, self.audit_key())
         })
     }
 
@@ -360,7 +396,16 @@ impl Store for PostgresStore {
         audit: &AuditEvent,
     ) -> Result<Settled, StoreError> {
         self.pool.run(Mode::Write, |tx| {
-            attempts::settle_in(tx, tax_code, serial, lease, limit, settlement, audit)
+            attempts::settle_in(
+                tx,
+                tax_code,
+                serial,
+                lease,
+                limit,
+                settlement,
+                audit,
+                self.audit_key(),
+            )
         })
     }
 
@@ -382,7 +427,9 @@ impl Store for PostgresStore {
         if events.is_empty() {
             return Ok(());
         }
-        self.pool.run(Mode::Write, |tx| chain::append(tx, events))
+        self.pool.run(Mode::Write, |tx| {
+            chain::append(tx, self.audit_key(), events)
+        })
     }
 
     fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
@@ -399,6 +446,52 @@ impl Store for PostgresStore {
                 let tax: &str = get(row, 0)?;
                 let text: &str = get(row, 1)?;
                 out.push(audit_chain::read_event(tax, text)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.pool.run(Mode::Statement, |tx| {
+            let rows = tx.query(
+                "SELECT key_id, count(*) FROM credentials GROUP BY key_id ORDER BY key_id",
+                &[],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = get(row, 0)?;
+                let n: i64 = get(row, 1)?;
+                let id = u32::try_from(id)
+                    .map_err(|_| StoreError::Corrupt(format!("credential key id {id}")))?;
+                out.push((KeyId(id), u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool.run(Mode::Statement, |tx| {
+            let rows = tx.query(
+                "SELECT id, tax_code, event, prev_hash, hash, key_id FROM audit
+                  WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(audit_chain::record(
+                    get(row, 0)?,
+                    get(row, 1)?,
+                    get(row, 2)?,
+                    get(row, 3)?,
+                    get(row, 4)?,
+                    get(row, 5)?,
+                )?);
             }
             Ok(out)
         })

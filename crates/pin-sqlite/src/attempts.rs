@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use pin_core::audit::AuditEvent;
+use pin_core::audit::key::AuditKey;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::secret::KeyId;
 use pin_core::store::{
@@ -80,6 +81,7 @@ pub(crate) fn reserve_in(
     tx: &Transaction<'_>,
     tax_code: &TaxCode,
     request: &ReserveRequest,
+    key: Option<&AuditKey>,
 ) -> Result<Reservation, StoreError> {
     let tax = tax_code.as_str();
     let (attempts, current) = counter(tx, tax)?;
@@ -143,11 +145,12 @@ pub(crate) fn reserve_in(
         .and_then(|mut s| s.execute(params![id, tax, serial, millis(l.expires_at)]))
         .map_err(db)?;
     }
-    chain::append(tx, &step.audit)?;
+    chain::append(tx, key, &step.audit)?;
     Ok(step.answer)
 }
 
 /// [`pin_core::store::Store::settle_attempt`] inside a write transaction.
+#[allow(clippy::too_many_arguments)] // the trait method's arguments and the audit key
 pub(crate) fn settle_in(
     tx: &Transaction<'_>,
     tax_code: &TaxCode,
@@ -156,6 +159,7 @@ pub(crate) fn settle_in(
     limit: u32,
     settlement: Settlement,
     audit: &AuditEvent,
+    key: Option<&AuditKey>,
 ) -> Result<Settled, StoreError> {
     let tax = tax_code.as_str();
     let live = match i64::try_from(lease.0) {
@@ -176,7 +180,7 @@ pub(crate) fn settle_in(
     if step.counter != attempts {
         write_counter(tx, tax, step.counter)?;
     }
-    chain::append(tx, std::slice::from_ref(&step.audit))?;
+    chain::append(tx, key, std::slice::from_ref(&step.audit))?;
     Ok(step.answer)
 }
 

@@ -24,7 +24,9 @@
 //!   versioned row types and converted with `TryFrom`, which checks every value
 //!   ([`pin_core::store::StoreError::Corrupt`]).
 //! - **A tamper-evident, append-only audit log**: each row stores
-//!   `hash = SHA-256(prev_hash ‖ event)`; triggers refuse `UPDATE` and `DELETE`;
+//!   `hash = HMAC-SHA-256(audit key, … ‖ prev_hash ‖ event)` with the audit key id when the
+//!   store is keyed ([`SqliteStore::with_audit_keys`]), else `SHA-256(prev_hash ‖ event)`;
+//!   once keyed, unkeyed rows are refused; triggers refuse `UPDATE` and `DELETE`;
 //!   [`SqliteStore::verify_audit_chain`] reports the first broken or missing link (see
 //!   [`ChainReport`] for what a chain cannot show by itself).
 //! - **Opening never damages a file**: a file that is not a database, a database written by

@@ -5,6 +5,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use pin_core::audit::AuditEvent;
 use pin_core::audit::chain::{self as audit_chain, ChainReport};
+use pin_core::audit::key::{AuditKey, AuditKeyring};
 use pin_core::command::AttemptsUpdate;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::rows::{AttemptsRowV1, CredentialRowV1, LoadRowV1, SubjectRowV1};
@@ -147,6 +148,8 @@ impl Drop for Checkout<'_> {
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: Pool,
+    /// The audit keys: new audit rows are keyed with the newest ([`SqliteStore::with_audit_keys`]).
+    audit_keys: Option<AuditKeyring>,
 }
 
 impl SqliteStore {
@@ -217,7 +220,33 @@ impl SqliteStore {
                 state: Mutex::new(state),
                 returned: Condvar::new(),
             },
+            audit_keys: None,
         })
+    }
+
+    /// Keys the audit chain with `keys`: every audit row this store appends from now on is
+    /// keyed with the newest key (HMAC-SHA-256, [`pin_core::audit::chain::keyed_link`]), and
+    /// [`SqliteStore::verify_audit_chain`] checks keyed rows under the key each one names.
+    /// The first keyed row is recorded as the chain's keyed boundary; from then on the
+    /// database refuses unkeyed rows, so a store without the key can no longer append.
+    #[must_use]
+    pub fn with_audit_keys(mut self, keys: AuditKeyring) -> Self {
+        self.audit_keys = Some(keys);
+        self
+    }
+
+    /// The key new audit rows are keyed with, if any.
+    fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_keys.as_ref().map(AuditKeyring::current)
+    }
+
+    /// The keyed boundary of the audit chain: the id of its first keyed row, or `None`
+    /// while no row is keyed (a database written before keying, or without an audit key).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be read.
+    pub fn audit_keyed_from(&self) -> Result<Option<u64>, StoreError> {
+        self.read(chain::keyed_from)
     }
 
     /// The options this store was opened with.
@@ -275,8 +304,13 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Backend`] when the database cannot be read. A broken chain is not an
     /// error: it is reported in [`ChainReport::first_break`].
+    ///
+    /// Rows before the keyed boundary ([`SqliteStore::audit_keyed_from`]) are checked as
+    /// unkeyed SHA-256 links, rows from it on as HMACs under the audit keys of
+    /// [`SqliteStore::with_audit_keys`] (a keyed row is [`pin_core::audit::chain::BreakKind::UnknownKey`]
+    /// to a store without its key).
     pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.read(chain::verify)
+        self.read(|tx| chain::verify(tx, self.audit_keys.as_ref()))
     }
 
     /// Runs `PRAGMA integrity_check` and returns its lines (`["ok"]` when the file is
@@ -354,6 +388,7 @@ fn insert_subject(
     tx: &Transaction<'_>,
     row: &SubjectRowV1,
     audit: &[AuditEvent],
+    key: Option<&AuditKey>,
 ) -> Result<u64, StoreError> {
     if exists(tx, &row.tax_code)? {
         return Err(StoreError::Exists);
@@ -379,7 +414,7 @@ fn insert_subject(
     )
     .and_then(|mut s| s.execute([&row.tax_code]))
     .map_err(db)?;
-    chain::append(tx, audit)?;
+    chain::append(tx, key, audit)?;
     Ok(1)
 }
 
@@ -467,7 +502,7 @@ impl Store for SqliteStore {
 
     fn create(&self, subject: &Subject, audit: &[AuditEvent]) -> Result<u64, StoreError> {
         let row = SubjectRowV1::from_subject(subject, ENGINE)?;
-        self.write(|tx| insert_subject(tx, &row, audit))
+        self.write(|tx| insert_subject(tx, &row, audit, self.audit_key()))
     }
 
     fn create_many(&self, batch: &[(Subject, Vec<AuditEvent>)]) -> Result<(), StoreError> {
@@ -478,7 +513,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(|tx| {
             for (row, audit) in &rows {
-                insert_subject(tx, row, audit)?;
+                insert_subject(tx, row, audit, self.audit_key())?;
             }
             Ok(())
         })
@@ -500,15 +535,15 @@ impl Store for SqliteStore {
             for item in batch {
                 let (subject, events) = item?;
                 let row = SubjectRowV1::from_subject(&subject, ENGINE)?;
-                insert_subject(tx, &row, &[])?;
+                insert_subject(tx, &row, &[], None)?;
                 audit.extend(events);
                 if audit.len() >= AUDIT_RUN {
-                    chain::append(tx, &audit)?;
+                    chain::append(tx, self.audit_key(), &audit)?;
                     audit.clear();
                 }
                 n += 1;
             }
-            chain::append(tx, &audit)?;
+            chain::append(tx, self.audit_key(), &audit)?;
             Ok(n)
         })
     }
@@ -556,7 +591,7 @@ impl Store for SqliteStore {
             };
             write_credential(tx, &row)?;
             apply_attempts(tx, &row.tax_code, attempts)?;
-            chain::append(tx, audit)?;
+            chain::append(tx, self.audit_key(), audit)?;
             u64::try_from(version)
                 .map_err(|_| StoreError::Corrupt(format!("record version {version}")))
         })
@@ -567,7 +602,7 @@ impl Store for SqliteStore {
         tax_code: &TaxCode,
         request: &ReserveRequest,
     ) -> Result<Reservation, StoreError> {
-        self.write(|tx| attempts::reserve_in(tx, tax_code, request))
+        self.write(|tx| attempts::reserve_in(tx, tax_code, request, self.audit_key()))
     }
 
     fn settle_attempt(
@@ -579,7 +614,18 @@ impl Store for SqliteStore {
         settlement: Settlement,
         audit: &AuditEvent,
     ) -> Result<Settled, StoreError> {
-        self.write(|tx| attempts::settle_in(tx, tax_code, serial, lease, limit, settlement, audit))
+        self.write(|tx| {
+            attempts::settle_in(
+                tx,
+                tax_code,
+                serial,
+                lease,
+                limit,
+                settlement,
+                audit,
+                self.audit_key(),
+            )
+        })
     }
 
     fn key_fingerprints(&self) -> Result<Vec<(KeyId, KeyFingerprint)>, StoreError> {
@@ -606,7 +652,7 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        self.write(|tx| chain::append(tx, events))
+        self.write(|tx| chain::append(tx, self.audit_key(), events))
     }
 
     fn audit_log(&self, tax_code: Option<&TaxCode>) -> Result<Vec<AuditEvent>, StoreError> {
@@ -627,6 +673,62 @@ impl Store for SqliteStore {
             for row in rows {
                 let (tax, text) = row.map_err(db)?;
                 out.push(audit_chain::read_event(&tax, &text)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn hashes_per_key(&self) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key_id, count(*) FROM credentials GROUP BY key_id ORDER BY key_id",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, n) = row.map_err(db)?;
+                let id = u32::try_from(id)
+                    .map_err(|_| StoreError::Corrupt(format!("credential key id {id}")))?;
+                out.push((KeyId(id), u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pin_core::audit::AuditRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, tax_code, event, prev_hash, hash, key_id FROM audit
+                      WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, tax, event, prev, hash, key_id) = row.map_err(db)?;
+                out.push(audit_chain::record(id, &tax, &event, &prev, &hash, key_id)?);
             }
             Ok(out)
         })

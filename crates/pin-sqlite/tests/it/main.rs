@@ -13,5 +13,6 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod import;
+mod keyed_audit;
 mod rows;
 mod secrets;
