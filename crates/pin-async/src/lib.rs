@@ -49,8 +49,8 @@
 //!
 //! Every store and notifier call the driver makes happens on a pool thread, never on the
 //! executor's. That is what `pin_postgres::PostgresStore` needs: its blocking `postgres`
-//! client runs a private runtime and panics when it is opened, used or dropped on a tokio
-//! thread. Open such a store with [`AsyncPinService::open_with`], which opens it and builds
+//! client runs a private runtime, so on a tokio task the store refuses to open or work
+//! (`InsideAsyncRuntime`) rather than let the client panic. Open such a store with [`AsyncPinService::open_with`], which opens it and builds
 //! the service on a thread of its own (building it yourself on the runtime, then calling
 //! [`AsyncPinService::new`], would open it there); the service is dropped by the last pool
 //! thread, never by the executor.
