@@ -556,6 +556,9 @@ pub(crate) fn outcome_json(outcome: &VerifyOutcome, remaining: Option<u32>) -> V
             m.insert("retry_after_secs".into(), Value::from(secs));
             m.insert("retryable".into(), Value::Bool(true));
         }
+        VerifyOutcome::ChallengeRequired => {
+            m.insert("challenge_required".into(), Value::Bool(true));
+        }
         VerifyOutcome::Locked | VerifyOutcome::MustChange | VerifyOutcome::NoPin => {}
     }
     Value::Object(m)
@@ -607,5 +610,11 @@ pub(crate) fn outcome_text(outcome: &VerifyOutcome) -> String {
             level_name(*need)
         ),
         VerifyOutcome::NoPin => "no_pin: there is no usable PIN for this tax code".to_owned(),
+        VerifyOutcome::ChallengeRequired => {
+            "challenge_required: the service is defended against a spray of guesses across many \
+             people; the PIN was not checked and nothing was counted — pass the challenge and \
+             retry with --challenge-passed, or use a trusted device (--device-token)"
+                .to_owned()
+        }
     }
 }

@@ -21,6 +21,9 @@ use crate::keycheck;
 use crate::machine::{self, Context, Mint, Minter};
 use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
+use crate::population::{
+    self, CountRequest, DeviceId, DeviceKey, DeviceToken, FailedGuess, Gate, Source, Trust,
+};
 use crate::secret::Pin;
 use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
@@ -222,6 +225,41 @@ pub struct Verification {
     pub proof: Option<crate::command::Authenticated>,
 }
 
+/// The result of [`PinService::verify_from`].
+#[derive(Debug)]
+#[must_use]
+pub struct SourcedVerification {
+    /// The outcome.
+    pub outcome: VerifyOutcome,
+    /// Proof for a follow-up command, when the PIN matched.
+    pub proof: Option<crate::command::Authenticated>,
+    /// A new device token for the client to keep, when the PIN matched from a device that
+    /// was not trusted (only with the population defence).
+    pub device_token: Option<DeviceToken>,
+}
+
+/// The population defence of a service: its policy and the key that signs device tokens
+/// (kept apart from the database and the pepper).
+#[derive(Debug)]
+pub struct PopulationDefence {
+    /// The limits.
+    pub policy: crate::population::PopulationPolicy,
+    key: DeviceKey,
+}
+
+impl PopulationDefence {
+    /// The defence with `policy`, signing device tokens with `key`.
+    #[must_use]
+    pub fn new(policy: crate::population::PopulationPolicy, key: DeviceKey) -> Self {
+        Self { policy, key }
+    }
+
+    /// The key that signs device tokens.
+    pub fn device_key(&self) -> &DeviceKey {
+        &self.key
+    }
+}
+
 /// The result of a change of PIN.
 #[derive(Debug)]
 #[must_use]
@@ -283,6 +321,8 @@ pub struct PinService<S, N, R> {
     options: DriverOptions,
     /// Whether the current key's fingerprint is known to be on record in the store.
     key_recorded: std::sync::atomic::AtomicBool,
+    /// The population defence, when configured ([`PinService::with_population`]).
+    population: Option<PopulationDefence>,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -295,11 +335,13 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             rng: _,
             options,
             key_recorded: _,
+            population,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
             .field("hasher", hasher)
             .field("options", options)
+            .field("population", population)
             .finish_non_exhaustive()
     }
 }
@@ -450,7 +492,25 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             rng: Mutex::new(rng),
             options: DriverOptions::default(),
             key_recorded: std::sync::atomic::AtomicBool::new(false),
+            population: None,
         })
+    }
+
+    /// The same service with the population defence ([`crate::population`]): every verify
+    /// — [`PinService::verify`], [`PinService::authenticate`] and the commands that
+    /// authenticate with a PIN, as an unknown source; [`PinService::verify_from`] with the
+    /// caller's source — is checked against the source limit and the population budget
+    /// before any attempt is reserved, and every failed guess is recorded in the store's
+    /// counters (one row). The store must keep them ([`Store::population_counts`]).
+    #[must_use]
+    pub fn with_population(mut self, defence: PopulationDefence) -> Self {
+        self.population = Some(defence);
+        self
+    }
+
+    /// The population defence in force, if any.
+    pub fn population(&self) -> Option<&PopulationDefence> {
+        self.population.as_ref()
     }
 
     /// The same service with other [`DriverOptions`].
@@ -848,6 +908,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// settlement keeps failing past the retries expires after
     /// [`DriverOptions::attempt_lease`] and is then counted as a wrong PIN, with an audit
     /// event.
+    ///
+    /// With the population defence ([`PinService::with_population`]) the caller is an
+    /// unknown source ([`Source::unknown`]): see [`PinService::verify_from`].
     pub fn verify(
         &self,
         tax: &TaxCode,
@@ -860,11 +923,193 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             .outcome)
     }
 
-    /// Verifies `input` for `purpose`, returning the proof a follow-up command needs.
+    /// Verifies `input` for `purpose`, returning the proof a follow-up command needs. With
+    /// the population defence, as an unknown source.
     ///
     /// # Errors
     /// As [`PinService::verify`].
     pub fn authenticate(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<Verification, Error> {
+        let v = self.authenticate_from(tax, input, purpose, &Source::unknown(), now)?;
+        Ok(Verification {
+            outcome: v.outcome,
+            proof: v.proof,
+        })
+    }
+
+    /// [`PinService::verify`] from `source`: the population defence ([`crate::population`])
+    /// decides first, before any attempt is reserved — a trusted device (a valid
+    /// [`DeviceToken`] for this subject's current PIN) passes; a network over its limit is
+    /// [`VerifyOutcome::TryLater`]; in defended mode an untrusted source without
+    /// [`Source::challenge_passed`] is [`VerifyOutcome::ChallengeRequired`]. Neither answer is
+    /// counted against the person, nor recorded as a failed guess (POL-8). A right PIN from
+    /// an untrusted device comes back with a new [`SourcedVerification::device_token`].
+    ///
+    /// Without the population defence configured, the source is ignored and no token is
+    /// issued: the same as [`PinService::verify`].
+    ///
+    /// # Errors
+    /// As [`PinService::verify`]; also a storage failure reading the counters.
+    pub fn verify_from(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        required: crate::subject::Level,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Result<SourcedVerification, Error> {
+        self.authenticate_from(tax, input, Purpose::Access { required }, source, now)
+    }
+
+    /// [`PinService::authenticate`] from `source`, as [`PinService::verify_from`].
+    ///
+    /// # Errors
+    /// As [`PinService::verify_from`].
+    pub fn authenticate_from(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Result<SourcedVerification, Error> {
+        let Some(defence) = &self.population else {
+            let v = self.authenticate_core(tax, input, purpose, now)?;
+            return Ok(SourcedVerification {
+                outcome: v.outcome,
+                proof: v.proof,
+                device_token: None,
+            });
+        };
+        // Input that is no PIN at all is refused before anything, as without the defence.
+        let input = check_shape(input)?;
+        let loaded = self.load(tax)?;
+        let serial = loaded
+            .as_ref()
+            .and_then(|l| l.subject.credential.as_ref())
+            .map(|c| c.serial);
+        let profile = loaded
+            .as_ref()
+            .map_or(crate::subject::Profile::Noipa, |l| l.subject.profile());
+        let policy = &defence.policy;
+        let trust = match (&source.device, serial) {
+            (Some(token), Some(serial)) => {
+                defence
+                    .key
+                    .check(token, tax, serial, now, policy.device_max_age)
+            }
+            _ => Trust::Untrusted,
+        };
+        let trusted = trust == Trust::Trusted;
+        if !trusted {
+            let request = CountRequest::at(policy, source.network.as_ref(), now);
+            let counts = self
+                .store
+                .population_counts(&request)
+                .map_err(Error::Store)?;
+            self.learn_baselines(defence, &counts, now);
+            let refused = |outcome| SourcedVerification {
+                outcome,
+                proof: None,
+                device_token: None,
+            };
+            match population::gate(policy, &counts, trust, source.challenge_passed, now) {
+                Gate::Pass { .. } => {}
+                Gate::TryLater { retry_after } => {
+                    return Ok(refused(VerifyOutcome::TryLater { retry_after }));
+                }
+                Gate::Challenge => return Ok(refused(VerifyOutcome::ChallengeRequired)),
+            }
+        }
+        let v = self.authenticate_core(tax, input, purpose, now)?;
+        if matches!(
+            v.outcome,
+            VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked | VerifyOutcome::NoPin
+        ) {
+            // The person's counter is already settled; a counter that cannot be written
+            // does not change their answer.
+            let _ = self.store.record_failed_guess(&FailedGuess {
+                at: now,
+                profile,
+                network: source.network.clone().filter(|_| !trusted),
+            });
+        }
+        let device_token = match (&v.proof, serial) {
+            (Some(_), Some(serial)) if !trusted => {
+                let mut id = [0u8; 16];
+                self.rng
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fill_bytes(&mut id);
+                Some(defence.key.issue(tax, serial, DeviceId(id), now))
+            }
+            _ => None,
+        };
+        Ok(SourcedVerification {
+            outcome: v.outcome,
+            proof: v.proof,
+            device_token,
+        })
+    }
+
+    /// Folds the window into each profile's baseline when a window has passed since the last
+    /// fold (at most one write per profile and window, whichever instance gets there first),
+    /// and prunes the failed guesses no window needs any more. Failures here change no answer.
+    fn learn_baselines(
+        &self,
+        defence: &PopulationDefence,
+        counts: &crate::population::PopulationCounts,
+        now: DateTime<Utc>,
+    ) {
+        let policy = &defence.policy;
+        for profile in [crate::subject::Profile::Noipa, crate::subject::Profile::Inps] {
+            let old = counts.baseline_of(profile);
+            if let Some(next) = population::fold(policy, old, counts.failures_of(profile), now) {
+                if matches!(self.store.swap_baseline(profile, old, &next), Ok(true))
+                    && profile == crate::subject::Profile::Noipa
+                {
+                    let _ = self.store.prune_failed_guesses(now - policy.retention());
+                }
+            }
+        }
+    }
+
+    /// The population report at `now` (`pin status --population`): the mode, each
+    /// profile's failures against its threshold and the accounts an attacker is expected to
+    /// have guessed, the `top` networks with most failed guesses.
+    ///
+    /// Without the population defence configured, the default
+    /// [`PopulationPolicy`](crate::population::PopulationPolicy) sets the windows.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the counters cannot be read (a store that keeps none refuses).
+    pub fn population_report(
+        &self,
+        top: usize,
+        now: DateTime<Utc>,
+    ) -> Result<crate::population::PopulationReport, Error> {
+        let policy = self
+            .population
+            .as_ref()
+            .map_or_else(crate::population::PopulationPolicy::default, |d| d.policy);
+        let counts = self
+            .store
+            .population_counts(&CountRequest::at(&policy, None, now))
+            .map_err(Error::Store)?;
+        let sources = self
+            .store
+            .top_sources(now - policy.source_window, top)
+            .map_err(Error::Store)?;
+        Ok(population::report(&policy, &counts, sources))
+    }
+
+    /// The verify of today, with no population gate.
+    fn authenticate_core(
         &self,
         tax: &TaxCode,
         input: &str,

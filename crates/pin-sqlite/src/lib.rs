@@ -99,6 +99,7 @@ mod attempts;
 mod chain;
 mod error;
 mod options;
+mod population;
 mod schema;
 mod store;
 

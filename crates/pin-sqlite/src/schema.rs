@@ -10,10 +10,10 @@ use crate::options::SqliteOptions;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `user_version` is `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
@@ -111,14 +111,40 @@ CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
     WHERE deliver_due IS NOT NULL;
 ";
 
+/// Schema 4: the population defence's counters (`pin_core::population`): one row per failed
+/// guess (the one extra write a wrong PIN costs), indexed for the per-network and per-profile
+/// windowed counts, and one learned baseline per profile.
+const MIGRATION_4: &str = r"
+CREATE TABLE failed_guesses (
+    id      INTEGER NOT NULL PRIMARY KEY,
+    -- Unix time in milliseconds.
+    at      INTEGER NOT NULL,
+    profile TEXT    NOT NULL CHECK (profile IN ('noipa', 'inps')),
+    network TEXT CHECK (network IS NULL OR length(network) BETWEEN 1 AND 64)
+) STRICT;
+
+CREATE INDEX failed_guesses_by_network ON failed_guesses (network, at)
+    WHERE network IS NOT NULL;
+CREATE INDEX failed_guesses_by_profile ON failed_guesses (profile, at);
+
+CREATE TABLE population_baselines (
+    profile          TEXT    NOT NULL PRIMARY KEY CHECK (profile IN ('noipa', 'inps')),
+    per_window_milli INTEGER NOT NULL CHECK (per_window_milli >= 0),
+    -- Unix time in milliseconds.
+    folded_at        INTEGER NOT NULL
+) STRICT;
+";
+
 /// Tables the current schema must have.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 8] = [
     "subjects",
     "credentials",
     "attempts",
     "audit",
     "attempt_leases",
     "key_fingerprints",
+    "failed_guesses",
+    "population_baselines",
 ];
 
 /// Where a store's connections come from.
