@@ -10,10 +10,10 @@ use pin_core::audit::chain::ChainReport;
 use pin_core::command::AttemptsUpdate;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::secret::KeyId;
+use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::store::{
     LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
 };
-use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::subject::{Profile, Subject};
 use pin_core::tax_code::TaxCode;
 use pin_postgres::{PostgresOptions, PostgresStore};

@@ -6,12 +6,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
+use crate::population::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use crate::secret::KeyId;
 use crate::store::{
     Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
     next_attempts, reserve_rule, settle_rule,
 };
-use crate::population::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use crate::subject::{Attempts, Profile, Subject};
 use crate::tax_code::TaxCode;
 

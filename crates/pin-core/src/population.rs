@@ -292,7 +292,8 @@ impl DeviceKey {
     ) -> Trust {
         let mac = self.mac(tax, token.serial, token.device, token.issued_at.timestamp());
         let authentic = mac.verify_slice(&token.mac).is_ok();
-        let fresh = token.issued_at + max_age > now && token.issued_at <= now + TimeDelta::minutes(1);
+        let fresh =
+            token.issued_at + max_age > now && token.issued_at <= now + TimeDelta::minutes(1);
         if authentic && token.serial == serial && fresh {
             Trust::Trusted
         } else {
@@ -382,7 +383,13 @@ impl PopulationPolicy {
 
     /// The same policy with another population budget.
     #[must_use]
-    pub fn with_budget(mut self, window: TimeDelta, factor: u32, floor: u32, learning: u32) -> Self {
+    pub fn with_budget(
+        mut self,
+        window: TimeDelta,
+        factor: u32,
+        floor: u32,
+        learning: u32,
+    ) -> Self {
         self.population_window = window;
         self.factor = factor;
         self.floor = floor;
@@ -442,7 +449,11 @@ pub struct CountRequest<'a> {
 impl<'a> CountRequest<'a> {
     /// The windows of `policy` ending at `now`.
     #[must_use]
-    pub fn at(policy: &PopulationPolicy, network: Option<&'a NetworkKey>, now: DateTime<Utc>) -> Self {
+    pub fn at(
+        policy: &PopulationPolicy,
+        network: Option<&'a NetworkKey>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             network,
             source_since: now - policy.source_window,
@@ -654,17 +665,14 @@ pub fn report(
                     profile: *p,
                     failures,
                     threshold: policy.threshold(counts.baseline_of(*p)),
-                    baseline: counts
-                        .baseline_of(*p)
-                        .map_or(f64::from(policy.floor), |b| b.per_window_milli as f64 / 1000.0),
+                    baseline: counts.baseline_of(*p).map_or(f64::from(policy.floor), |b| {
+                        b.per_window_milli as f64 / 1000.0
+                    }),
                     expected_guessed: expected_guessed(*p, failures),
                 }
             })
             .collect(),
-        top_sources: top_sources
-            .into_iter()
-            .map(|(k, n)| (k.0, n))
-            .collect(),
+        top_sources: top_sources.into_iter().map(|(k, n)| (k.0, n)).collect(),
     }
 }
 
@@ -701,7 +709,10 @@ mod tests {
         assert!(NetworkKey::new("2001:db8:1:2::/64").is_ok());
         assert_eq!(NetworkKey::new(""), Err(SourceError::NetworkKey));
         assert_eq!(NetworkKey::new("a b"), Err(SourceError::NetworkKey));
-        assert_eq!(NetworkKey::new(&"x".repeat(65)), Err(SourceError::NetworkKey));
+        assert_eq!(
+            NetworkKey::new(&"x".repeat(65)),
+            Err(SourceError::NetworkKey)
+        );
         assert_eq!(NetworkKey::new("città"), Err(SourceError::NetworkKey));
     }
 
@@ -740,11 +751,27 @@ mod tests {
         );
         let forged = DeviceToken::parse(&forged).unwrap();
         assert_eq!(
-            key().check(&forged, &tax(), 3, t0() + TimeDelta::hours(1), TimeDelta::days(1)),
+            key().check(
+                &forged,
+                &tax(),
+                3,
+                t0() + TimeDelta::hours(1),
+                TimeDelta::days(1)
+            ),
             Trust::Untrusted
         );
-        for bad in ["", "d1", "d2.00.1.1.00", &format!("{text}.x"), "d1.zz.1.1.00"] {
-            assert_eq!(DeviceToken::parse(bad), Err(SourceError::DeviceToken), "{bad}");
+        for bad in [
+            "",
+            "d1",
+            "d2.00.1.1.00",
+            &format!("{text}.x"),
+            "d1.zz.1.1.00",
+        ] {
+            assert_eq!(
+                DeviceToken::parse(bad),
+                Err(SourceError::DeviceToken),
+                "{bad}"
+            );
         }
         assert!(!format!("{token:?}").contains(&text[text.len() - 64..]));
     }
@@ -828,7 +855,10 @@ mod tests {
         let first = fold(&p, None, 999, t0()).unwrap();
         assert_eq!(first.per_window_milli, 50_000);
         // Within the window, or with the clock gone back: nothing.
-        assert_eq!(fold(&p, Some(&first), 10, t0() + TimeDelta::minutes(59)), None);
+        assert_eq!(
+            fold(&p, Some(&first), 10, t0() + TimeDelta::minutes(59)),
+            None
+        );
         assert_eq!(fold(&p, Some(&first), 10, t0() - TimeDelta::hours(3)), None);
         // A window of 90 moves it a tenth of the way.
         let b = fold(&p, Some(&first), 90, t0() + TimeDelta::hours(1)).unwrap();

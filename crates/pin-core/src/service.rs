@@ -979,7 +979,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         now: DateTime<Utc>,
     ) -> Result<SourcedVerification, Error> {
         let Some(defence) = &self.population else {
-            let v = self.authenticate_core(tax, input, purpose, now)?;
+            let (v, _) = self.authenticate_core(tax, input, purpose, now)?;
             return Ok(SourcedVerification {
                 outcome: v.outcome,
                 proof: v.proof,
@@ -1026,11 +1026,16 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Gate::Challenge => return Ok(refused(VerifyOutcome::ChallengeRequired)),
             }
         }
-        let v = self.authenticate_core(tax, input, purpose, now)?;
-        if matches!(
-            v.outcome,
-            VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked | VerifyOutcome::NoPin
-        ) {
+        let (v, compared) = self.authenticate_core(tax, input, purpose, now)?;
+        // A failed guess: a wrong PIN compared (its lock included), or a tax code with no PIN
+        // (so that a spray over tax codes not on record counts alike). A locked PIN answered
+        // without a compare, and a right PIN, are not.
+        let failed = match v.outcome {
+            VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked => compared,
+            VerifyOutcome::NoPin => true,
+            _ => false,
+        };
+        if failed {
             // The person's counter is already settled; a counter that cannot be written
             // does not change their answer.
             let _ = self.store.record_failed_guess(&FailedGuess {
@@ -1067,7 +1072,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         now: DateTime<Utc>,
     ) {
         let policy = &defence.policy;
-        for profile in [crate::subject::Profile::Noipa, crate::subject::Profile::Inps] {
+        for profile in [
+            crate::subject::Profile::Noipa,
+            crate::subject::Profile::Inps,
+        ] {
             let old = counts.baseline_of(profile);
             if let Some(next) = population::fold(policy, old, counts.failures_of(profile), now) {
                 if matches!(self.store.swap_baseline(profile, old, &next), Ok(true))
@@ -1108,14 +1116,14 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         Ok(population::report(&policy, &counts, sources))
     }
 
-    /// The verify of today, with no population gate.
+    /// The verify of today, with no population gate, and whether the input was compared.
     fn authenticate_core(
         &self,
         tax: &TaxCode,
         input: &str,
         purpose: Purpose,
         now: DateTime<Utc>,
-    ) -> Result<Verification, Error> {
+    ) -> Result<(Verification, bool), Error> {
         // Input that is no PIN of any kind is refused before anything is looked up, so the
         // answer is the same whether or not the subject exists.
         let input = check_shape(input)?;
@@ -1145,7 +1153,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                                 .append_audit(&[ev])
                                 .map_err(|e| store_err(tax, e))?;
                         }
-                        return Ok(done(outcome));
+                        return Ok((done(outcome), false));
                     }
                     Plan::Compare {
                         serial,
@@ -1173,7 +1181,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             {
                 Reservation::Stale => continue,
                 Reservation::TryLater { retry_after } => {
-                    return Ok(done(VerifyOutcome::TryLater { retry_after }));
+                    return Ok((done(VerifyOutcome::TryLater { retry_after }), false));
                 }
                 Reservation::Locked { newly } => {
                     // Same cost as a compare: a locked PIN is not told apart by timing.
@@ -1185,7 +1193,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     self.store
                         .append_audit(&[ev])
                         .map_err(|e| store_err(tax, e))?;
-                    return Ok(done(VerifyOutcome::Locked));
+                    return Ok((done(VerifyOutcome::Locked), false));
                 }
                 Reservation::Granted { lease, .. } => lease,
             };
@@ -1220,17 +1228,20 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 self.notify_lock(&loaded.subject, now);
             }
             if outcome == VerifyOutcome::Locked {
-                return Ok(done(outcome));
+                return Ok((done(outcome), true));
             }
             let rehash = matches!(compared.verified(), Verified::Match { needs_rehash: true })
                 && compared.matched(&hash);
             if finished.update.is_some() || rehash {
                 self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
             }
-            return Ok(Verification {
-                outcome,
-                proof: finished.proof,
-            });
+            return Ok((
+                Verification {
+                    outcome,
+                    proof: finished.proof,
+                },
+                true,
+            ));
         }
         Err(Error::Contention(tax.clone()))
     }

@@ -22,8 +22,8 @@ use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
 pub use crate::population::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
-use crate::subject::Profile;
 use crate::secret::KeyId;
+use crate::subject::Profile;
 use crate::subject::{Attempts, Subject};
 use crate::tax_code::TaxCode;
 
@@ -303,9 +303,7 @@ pub trait Store {
 
 /// The refusal of a store that keeps no population counters.
 fn no_population(method: &str) -> StoreError {
-    StoreError::Backend(
-        format!("this store keeps no population counters (Store::{method})").into(),
-    )
+    StoreError::Backend(format!("this store keeps no population counters (Store::{method})").into())
 }
 
 /// The tax codes among `credentials` due at `now`, earliest first, ties by tax code, at most

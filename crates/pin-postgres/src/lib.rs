@@ -160,6 +160,7 @@ pub mod cluster;
 mod error;
 mod options;
 mod pool;
+mod population;
 mod runtime;
 mod schema;
 mod store;

@@ -17,10 +17,10 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x0070_696e_2d6d_6967;
 
 /// Migration `n` (from 1) is `MIGRATIONS[n - 1]`; after it, `pin_migrations` holds `n`.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -152,8 +152,32 @@ CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
     WHERE deliver_due IS NOT NULL;
 ";
 
+/// Schema 4: the population defence's counters (`pin_core::population`): one row per failed
+/// guess (the one extra write a wrong PIN costs), indexed for the per-network and per-profile
+/// windowed counts, and one learned baseline per profile.
+const MIGRATION_4: &str = r"
+CREATE TABLE failed_guesses (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Unix time in milliseconds.
+    at      bigint NOT NULL,
+    profile text   NOT NULL CHECK (profile IN ('noipa', 'inps')),
+    network text CHECK (network IS NULL OR length(network) BETWEEN 1 AND 64)
+);
+
+CREATE INDEX failed_guesses_by_network ON failed_guesses (network, at)
+    WHERE network IS NOT NULL;
+CREATE INDEX failed_guesses_by_profile ON failed_guesses (profile, at);
+
+CREATE TABLE population_baselines (
+    profile          text   NOT NULL PRIMARY KEY CHECK (profile IN ('noipa', 'inps')),
+    per_window_milli bigint NOT NULL CHECK (per_window_milli >= 0),
+    -- Unix time in milliseconds.
+    folded_at        bigint NOT NULL
+);
+";
+
 /// Tables the current schema must have.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "subjects",
     "credentials",
     "attempts",
@@ -161,6 +185,8 @@ const TABLES: [&str; 7] = [
     "audit_head",
     "attempt_leases",
     "key_fingerprints",
+    "failed_guesses",
+    "population_baselines",
 ];
 
 /// Where a store's connections go: the parsed URL, and how to name the server in messages.

@@ -56,9 +56,10 @@ pub(crate) fn counts(
                 "SELECT count(*), min(at) FROM failed_guesses WHERE network = ?1 AND at > ?2",
             )
             .and_then(|mut s| {
-                s.query_row(params![n.as_str(), r.source_since.timestamp_millis()], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
+                s.query_row(
+                    params![n.as_str(), r.source_since.timestamp_millis()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
             })
             .map_err(db)?;
         out.source = count(c)?;

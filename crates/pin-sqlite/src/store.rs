@@ -661,10 +661,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_failed_guess(
-        &self,
-        guess: &pin_core::store::FailedGuess,
-    ) -> Result<(), StoreError> {
+    fn record_failed_guess(&self, guess: &pin_core::store::FailedGuess) -> Result<(), StoreError> {
         self.write(|tx| population::record(tx, guess))
     }
 

@@ -60,7 +60,11 @@ pub fn window_edges<S: Store>(store: &S) {
     let n1 = net(1);
     let c = store.population_counts(&request(Some(&n1), t0())).unwrap();
     assert_eq!(c.source, 1, "a guess at `since` is outside the window");
-    assert_eq!(c.source_oldest, Some(t0() + ms(1)), "the oldest in the window");
+    assert_eq!(
+        c.source_oldest,
+        Some(t0() + ms(1)),
+        "the oldest in the window"
+    );
     assert_eq!(c.failures_of(Profile::Noipa), 2);
     assert_eq!(c.failures_of(Profile::Inps), 1);
     let c = store
@@ -72,8 +76,15 @@ pub fn window_edges<S: Store>(store: &S) {
     let c = store
         .population_counts(&request(None, t0() + ms(3)))
         .unwrap();
-    assert_eq!((c.source, c.source_oldest), (0, None), "no network, no source count");
-    assert_eq!(c.failures_of(Profile::Noipa) + c.failures_of(Profile::Inps), 0);
+    assert_eq!(
+        (c.source, c.source_oldest),
+        (0, None),
+        "no network, no source count"
+    );
+    assert_eq!(
+        c.failures_of(Profile::Noipa) + c.failures_of(Profile::Inps),
+        0
+    );
     let other = net(9);
     let c = store
         .population_counts(&request(Some(&other), t0() - ms(1)))
@@ -110,7 +121,11 @@ pub fn concurrent_sources<S: Store + Sync>(store: &S) {
 pub fn clock_going_backwards<S: Store>(store: &S) {
     let n = net(3);
     store
-        .record_failed_guess(&guess(t0() + TimeDelta::hours(1), Profile::Noipa, Some(n.clone())))
+        .record_failed_guess(&guess(
+            t0() + TimeDelta::hours(1),
+            Profile::Noipa,
+            Some(n.clone()),
+        ))
         .unwrap();
     store
         .record_failed_guess(&guess(t0(), Profile::Noipa, Some(n.clone())))
@@ -119,7 +134,11 @@ pub fn clock_going_backwards<S: Store>(store: &S) {
         .population_counts(&request(Some(&n), t0() - TimeDelta::minutes(30)))
         .unwrap();
     assert_eq!(c.source, 2, "a guess after the decision's now still counts");
-    assert_eq!(c.source_oldest, Some(t0()), "the oldest, not the first recorded");
+    assert_eq!(
+        c.source_oldest,
+        Some(t0()),
+        "the oldest, not the first recorded"
+    );
     assert_eq!(c.failures_of(Profile::Noipa), 2);
 }
 
@@ -134,7 +153,9 @@ pub fn baseline_compare_and_swap<S: Store>(store: &S) {
         folded_at: t0() + TimeDelta::hours(1),
     };
     assert!(
-        !store.swap_baseline(Profile::Noipa, Some(&first), &second).unwrap(),
+        !store
+            .swap_baseline(Profile::Noipa, Some(&first), &second)
+            .unwrap(),
         "nothing on record: an expected baseline does not match"
     );
     assert!(store.swap_baseline(Profile::Noipa, None, &first).unwrap());
@@ -142,14 +163,24 @@ pub fn baseline_compare_and_swap<S: Store>(store: &S) {
         !store.swap_baseline(Profile::Noipa, None, &first).unwrap(),
         "a second first learner loses"
     );
-    assert!(store.swap_baseline(Profile::Noipa, Some(&first), &second).unwrap());
     assert!(
-        !store.swap_baseline(Profile::Noipa, Some(&first), &first).unwrap(),
+        store
+            .swap_baseline(Profile::Noipa, Some(&first), &second)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .swap_baseline(Profile::Noipa, Some(&first), &first)
+            .unwrap(),
         "a stale learner loses"
     );
     let c = store.population_counts(&request(None, t0())).unwrap();
     assert_eq!(c.baseline_of(Profile::Noipa), Some(&second));
-    assert_eq!(c.baseline_of(Profile::Inps), None, "baselines are per profile");
+    assert_eq!(
+        c.baseline_of(Profile::Inps),
+        None,
+        "baselines are per profile"
+    );
 }
 
 /// Pruning deletes guesses at or before the instant; the top sources are ordered by count,
