@@ -565,6 +565,85 @@ pub fn gate(
     Gate::Pass { trusted: false }
 }
 
+/// What [`admit`] decided, and what it saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Admission {
+    /// The decision.
+    pub gate: Gate,
+    /// Whether the device was trusted.
+    pub trust: Trust,
+    /// The mode the counters showed (`None` for a trusted device: no counters were read).
+    pub mode: Option<Mode>,
+}
+
+/// The population step of a verify, before any reservation: checks the device token
+/// against the subject's current PIN `serial`; for an untrusted source reads the counters
+/// (one read), folds a finished window into the baselines (at most one write per profile and
+/// window; the instance that wins the swap also prunes rows older than
+/// [`PopulationPolicy::retention`]), and applies [`gate`].
+///
+/// # Errors
+/// A storage failure reading the counters (nothing was reserved or counted). A failure
+/// while learning is ignored: it changes no answer.
+pub fn admit<S: crate::store::Store + ?Sized>(
+    store: &S,
+    policy: &PopulationPolicy,
+    key: &DeviceKey,
+    source: &Source,
+    tax: &TaxCode,
+    serial: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<Admission, crate::store::StoreError> {
+    let trust = match (&source.device, serial) {
+        (Some(token), Some(serial)) => key.check(token, tax, serial, now, policy.device_max_age),
+        _ => Trust::Untrusted,
+    };
+    if trust == Trust::Trusted {
+        return Ok(Admission {
+            gate: Gate::Pass { trusted: true },
+            trust,
+            mode: None,
+        });
+    }
+    let counts =
+        store.population_counts(&CountRequest::at(policy, source.network.as_ref(), now))?;
+    for profile in PROFILES {
+        let old = counts.baseline_of(profile);
+        if let Some(next) = fold(policy, old, counts.failures_of(profile), now) {
+            if matches!(store.swap_baseline(profile, old, &next), Ok(true))
+                && profile == Profile::Noipa
+            {
+                let _ = store.prune_failed_guesses(now - policy.retention());
+            }
+        }
+    }
+    Ok(Admission {
+        gate: gate(policy, &counts, trust, source.challenge_passed, now),
+        trust,
+        mode: Some(mode(policy, &counts)),
+    })
+}
+
+/// Records one failed guess on `profile` from `source` at `now` (one row): counted against
+/// the source's network unless the device was trusted.
+///
+/// # Errors
+/// A storage failure.
+pub fn record<S: crate::store::Store + ?Sized>(
+    store: &S,
+    profile: Profile,
+    source: &Source,
+    trust: Trust,
+    now: DateTime<Utc>,
+) -> Result<(), crate::store::StoreError> {
+    store.record_failed_guess(&FailedGuess {
+        at: now,
+        profile,
+        network: source.network.clone().filter(|_| trust == Trust::Untrusted),
+    })
+}
+
 /// The baseline after `now`, when a window has passed since the last fold: it moves
 /// `1/learning` of the way to `window_count`, which is first capped at twice the current
 /// baseline (at least twice the floor), so an attack teaches it little. `None` when no window

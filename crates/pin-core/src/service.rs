@@ -22,7 +22,7 @@ use crate::machine::{self, Context, Mint, Minter};
 use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
 use crate::population::{
-    self, CountRequest, DeviceId, DeviceKey, DeviceToken, FailedGuess, Gate, Source, Trust,
+    self, CountRequest, DeviceId, DeviceKey, DeviceToken, Gate, Source, Trust,
 };
 use crate::secret::Pin;
 use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
@@ -996,36 +996,29 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let profile = loaded
             .as_ref()
             .map_or(crate::subject::Profile::Noipa, |l| l.subject.profile());
-        let policy = &defence.policy;
-        let trust = match (&source.device, serial) {
-            (Some(token), Some(serial)) => {
-                defence
-                    .key
-                    .check(token, tax, serial, now, policy.device_max_age)
-            }
-            _ => Trust::Untrusted,
+        let admission = population::admit(
+            &self.store,
+            &defence.policy,
+            &defence.key,
+            source,
+            tax,
+            serial,
+            now,
+        )
+        .map_err(Error::Store)?;
+        let refused = |outcome| SourcedVerification {
+            outcome,
+            proof: None,
+            device_token: None,
         };
-        let trusted = trust == Trust::Trusted;
-        if !trusted {
-            let request = CountRequest::at(policy, source.network.as_ref(), now);
-            let counts = self
-                .store
-                .population_counts(&request)
-                .map_err(Error::Store)?;
-            self.learn_baselines(defence, &counts, now);
-            let refused = |outcome| SourcedVerification {
-                outcome,
-                proof: None,
-                device_token: None,
-            };
-            match population::gate(policy, &counts, trust, source.challenge_passed, now) {
-                Gate::Pass { .. } => {}
-                Gate::TryLater { retry_after } => {
-                    return Ok(refused(VerifyOutcome::TryLater { retry_after }));
-                }
-                Gate::Challenge => return Ok(refused(VerifyOutcome::ChallengeRequired)),
+        match admission.gate {
+            Gate::Pass { .. } => {}
+            Gate::TryLater { retry_after } => {
+                return Ok(refused(VerifyOutcome::TryLater { retry_after }));
             }
+            Gate::Challenge => return Ok(refused(VerifyOutcome::ChallengeRequired)),
         }
+        let trusted = admission.trust == Trust::Trusted;
         let (v, compared) = self.authenticate_core(tax, input, purpose, now)?;
         // A failed guess: a wrong PIN compared (its lock included), or a tax code with no PIN
         // (so that a spray over tax codes not on record counts alike). A locked PIN answered
@@ -1038,11 +1031,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         if failed {
             // The person's counter is already settled; a counter that cannot be written
             // does not change their answer.
-            let _ = self.store.record_failed_guess(&FailedGuess {
-                at: now,
-                profile,
-                network: source.network.clone().filter(|_| !trusted),
-            });
+            let _ = population::record(&self.store, profile, source, admission.trust, now);
         }
         let device_token = match (&v.proof, serial) {
             (Some(_), Some(serial)) if !trusted => {
@@ -1060,31 +1049,6 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             proof: v.proof,
             device_token,
         })
-    }
-
-    /// Folds the window into each profile's baseline when a window has passed since the last
-    /// fold (at most one write per profile and window, whichever instance gets there first),
-    /// and prunes the failed guesses no window needs any more. Failures here change no answer.
-    fn learn_baselines(
-        &self,
-        defence: &PopulationDefence,
-        counts: &crate::population::PopulationCounts,
-        now: DateTime<Utc>,
-    ) {
-        let policy = &defence.policy;
-        for profile in [
-            crate::subject::Profile::Noipa,
-            crate::subject::Profile::Inps,
-        ] {
-            let old = counts.baseline_of(profile);
-            if let Some(next) = population::fold(policy, old, counts.failures_of(profile), now) {
-                if matches!(self.store.swap_baseline(profile, old, &next), Ok(true))
-                    && profile == crate::subject::Profile::Noipa
-                {
-                    let _ = self.store.prune_failed_guesses(now - policy.retention());
-                }
-            }
-        }
     }
 
     /// The population report at `now` (`pin status --population`): the mode, each
