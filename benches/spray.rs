@@ -37,11 +37,15 @@ fn main() {
             SprayConfig::scenario(people, 1_000, 10, TimeDelta::hours(12)),
         ),
         (
-            format!("below the lock: 9 guesses on each of {people} people from 1,000 sources in 12 h"),
+            format!(
+                "below the lock: 9 guesses on each of {people} people from 1,000 sources in 12 h"
+            ),
             SprayConfig::scenario(people, 1_000, 9, TimeDelta::hours(12)),
         ),
         (
-            format!("slow and distributed: 10 guesses on each of {people} people from {people} sources, one guess per source per hour"),
+            format!(
+                "slow and distributed: 10 guesses on each of {people} people from {people} sources, one guess per source per hour"
+            ),
             SprayConfig::scenario(people, people, 10, TimeDelta::hours(10)),
         ),
     ];

@@ -47,8 +47,14 @@ fn assert_goals(off: &SprayReport, on: &SprayReport) {
     );
     // Friction: none on a trusted device; ≤ 0.1 % outside defended mode; ≤ 5 % inside.
     assert_eq!(on.friction_trusted, 0, "{on:?}");
-    assert!(on.friction_normal * 1000 <= on.signins - on.signins_defended, "{on:?}");
-    assert!(on.friction_defended * 20 <= on.signins_defended.max(1), "{on:?}");
+    assert!(
+        on.friction_normal * 1000 <= on.signins - on.signins_defended,
+        "{on:?}"
+    );
+    assert!(
+        on.friction_defended * 20 <= on.signins_defended.max(1),
+        "{on:?}"
+    );
     // One extra row per wrong PIN, never more.
     assert_eq!(on.guess_rows, on.wrong_pins);
     // Legitimate traffic alone locks nobody.
@@ -74,7 +80,10 @@ fn spray_nine_per_person_stays_below_the_lock() {
     // Nine guesses plus a typo of the person's own lock a few without the defence; with it,
     // fewer guesses are compared and fewer people locked.
     assert!(on.people_locked <= off.people_locked, "{on:?} {off:?}");
-    assert!(on.people_locked * 5 <= off.people_locked.max(1), "{on:?} {off:?}");
+    assert!(
+        on.people_locked * 5 <= off.people_locked.max(1),
+        "{on:?} {off:?}"
+    );
 }
 
 #[test]

@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use pin_core::conformance::support::synthetic_tax_code;
 use pin_core::memory::MemoryStore;
 use pin_core::population::{
-    self, CountRequest, DeviceId, DeviceKey, DeviceToken, Gate, Mode, NetworkKey,
-    PopulationPolicy, Source, Trust,
+    self, CountRequest, DeviceId, DeviceKey, DeviceToken, Gate, Mode, NetworkKey, PopulationPolicy,
+    Source, Trust,
 };
 use pin_core::store::Store;
 use pin_core::subject::Profile;
@@ -175,7 +175,9 @@ struct Person {
 }
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 /// Runs `config`.
@@ -226,7 +228,14 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
             };
             let typo = rng.below(1000) < config.typo_permille;
             let person = u32::try_from(i).unwrap_or(u32::MAX);
-            events.push((at as i64, Event::SignIn { person, device, typo }));
+            events.push((
+                at as i64,
+                Event::SignIn {
+                    person,
+                    device,
+                    typo,
+                },
+            ));
         }
     }
     let start = config.attack_start.num_milliseconds();
@@ -250,7 +259,9 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                 let n = u64::from(config.people.max(1));
                 let person = usize::try_from(k % n).unwrap_or(0);
                 let round = k / n;
-                let Some(p) = people.get_mut(person) else { continue };
+                let Some(p) = people.get_mut(person) else {
+                    continue;
+                };
                 if round >= u64::from(rounds) || p.guessed || p.locked {
                     // The attacker knows: a locked answer or a found PIN ends that person.
                     continue;
@@ -266,7 +277,11 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                 };
                 let trust = match (&config.defence, &key) {
                     (Some(policy), Some(key)) => {
-                        let a = population::admit(&store, policy, key, &source, &p.tax, Some(1), now);
+                        let a =
+                            population::admit(&store, policy, key, &source, &p.tax, Some(1), now);
+                        if let Ok(a) = &a {
+                            population::learn(&store, policy, a, now);
+                        }
                         match a.map(|a| (a.gate, a.trust)) {
                             Ok((Gate::Pass { .. }, t)) => Some(t),
                             Ok((Gate::TryLater { .. }, _)) => {
@@ -284,9 +299,13 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                 };
                 r.attack_compared += 1;
                 // Distinct guesses per person, from an offset the attacker cannot know.
-                let guess = u32::try_from((u64::from(p.pin) + 1 + round * 7_919) % 100_000)
-                    .unwrap_or(0);
-                let guess = if rng.below(100_000) == 0 { p.pin } else { guess };
+                let guess =
+                    u32::try_from((u64::from(p.pin) + 1 + round * 7_919) % 100_000).unwrap_or(0);
+                let guess = if rng.below(100_000) == 0 {
+                    p.pin
+                } else {
+                    guess
+                };
                 if guess == p.pin {
                     p.guessed = true;
                     r.accounts_guessed += 1;
@@ -319,10 +338,12 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                 };
                 let mut trust = None;
                 if let (Some(policy), Some(key)) = (&config.defence, &key) {
-                    let Ok(a) = population::admit(&store, policy, key, &source, &p.tax, Some(1), now)
+                    let Ok(a) =
+                        population::admit(&store, policy, key, &source, &p.tax, Some(1), now)
                     else {
                         continue;
                     };
+                    population::learn(&store, policy, &a, now);
                     let trusted = a.trust == Trust::Trusted;
                     // A trusted device reads no counters; the simulator reads them to know
                     // the mode its sign-in happened in.
@@ -401,7 +422,11 @@ fn pct(n: u64, of: u64) -> String {
 pub(crate) fn table(name: &str, off: &SprayReport, on: &SprayReport) -> String {
     let normal = |r: &SprayReport| r.signins.saturating_sub(r.signins_defended);
     let rows = [
-        ("guesses made", off.attack_guesses.to_string(), on.attack_guesses.to_string()),
+        (
+            "guesses made",
+            off.attack_guesses.to_string(),
+            on.attack_guesses.to_string(),
+        ),
         (
             "guesses compared (try-later / challenged)",
             off.attack_compared.to_string(),
@@ -456,7 +481,8 @@ pub(crate) fn table(name: &str, off: &SprayReport, on: &SprayReport) -> String {
             format!("{:.2}", on.guess_rows as f64 / on.wrong_pins.max(1) as f64),
         ),
     ];
-    let mut out = format!("\n**{name}**\n\n| measure | defence off | defence on |\n|---|---|---|\n");
+    let mut out =
+        format!("\n**{name}**\n\n| measure | defence off | defence on |\n|---|---|---|\n");
     for (m, a, b) in rows {
         out.push_str(&format!("| {m} | {a} | {b} |\n"));
     }

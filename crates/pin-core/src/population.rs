@@ -245,6 +245,20 @@ impl DeviceKey {
         Ok(Self(Zeroizing::new(secret.to_vec())))
     }
 
+    /// A key derived from `pepper` with HKDF-SHA-256 under a label of its own: kept apart
+    /// from the database as the pepper is, and independent of every other key derived from
+    /// it. Tokens signed under one pepper do not check under another (rotating the pepper
+    /// revokes every device token).
+    #[must_use]
+    pub fn derive(pepper: &crate::secret::Pepper) -> Self {
+        let mut key = Zeroizing::new(vec![0u8; 32]);
+        let hk = hkdf::Hkdf::<Sha256>::new(None, pepper.expose_secret());
+        // 32 bytes is far below HKDF-SHA-256's limit of 255 × 32: this cannot fail.
+        let expanded = hk.expand(b"pin-core device token key v1", key.as_mut_slice());
+        debug_assert!(expanded.is_ok());
+        Self(key)
+    }
+
     fn mac(&self, tax: &TaxCode, serial: u64, device: DeviceId, at: i64) -> Hmac<Sha256> {
         #[allow(clippy::expect_used)]
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
@@ -575,17 +589,17 @@ pub struct Admission {
     pub trust: Trust,
     /// The mode the counters showed (`None` for a trusted device: no counters were read).
     pub mode: Option<Mode>,
+    /// Baselines to learn once the verify is done ([`learn`]): per profile, the one read and
+    /// the next one, when a window has passed since the last fold.
+    pub learn: [Option<(Profile, Option<Baseline>, Baseline)>; 2],
 }
 
 /// The population step of a verify, before any reservation: checks the device token
 /// against the subject's current PIN `serial`; for an untrusted source reads the counters
-/// (one read), folds a finished window into the baselines (at most one write per profile and
-/// window; the instance that wins the swap also prunes rows older than
-/// [`PopulationPolicy::retention`]), and applies [`gate`].
+/// (one read, nothing written) and applies [`gate`].
 ///
 /// # Errors
-/// A storage failure reading the counters (nothing was reserved or counted). A failure
-/// while learning is ignored: it changes no answer.
+/// A storage failure reading the counters (nothing was reserved or counted).
 pub fn admit<S: crate::store::Store + ?Sized>(
     store: &S,
     policy: &PopulationPolicy,
@@ -604,25 +618,42 @@ pub fn admit<S: crate::store::Store + ?Sized>(
             gate: Gate::Pass { trusted: true },
             trust,
             mode: None,
+            learn: [None, None],
         });
     }
     let counts =
         store.population_counts(&CountRequest::at(policy, source.network.as_ref(), now))?;
-    for profile in PROFILES {
-        let old = counts.baseline_of(profile);
-        if let Some(next) = fold(policy, old, counts.failures_of(profile), now) {
-            if matches!(store.swap_baseline(profile, old, &next), Ok(true))
-                && profile == Profile::Noipa
-            {
-                let _ = store.prune_failed_guesses(now - policy.retention());
-            }
-        }
-    }
+    let learn = PROFILES.map(|profile| {
+        let old = counts.baseline_of(profile).copied();
+        fold(policy, old.as_ref(), counts.failures_of(profile), now)
+            .map(|next| (profile, old, next))
+    });
     Ok(Admission {
         gate: gate(policy, &counts, trust, source.challenge_passed, now),
         trust,
         mode: Some(mode(policy, &counts)),
+        learn,
     })
+}
+
+/// Folds the finished windows [`admit`] saw into the baselines (at most one write per profile
+/// and window: the first instance to swap wins); the winner for NoiPA also prunes the rows
+/// older than [`PopulationPolicy::retention`]. Call it once the verify is done, so that a
+/// verify that fails (a wrong key file, bad settings) writes nothing. Storage failures are
+/// ignored: learning changes no answer.
+pub fn learn<S: crate::store::Store + ?Sized>(
+    store: &S,
+    policy: &PopulationPolicy,
+    admission: &Admission,
+    now: DateTime<Utc>,
+) {
+    for (profile, old, next) in admission.learn.iter().flatten() {
+        if matches!(store.swap_baseline(*profile, old.as_ref(), next), Ok(true))
+            && *profile == Profile::Noipa
+        {
+            let _ = store.prune_failed_guesses(now - policy.retention());
+        }
+    }
 }
 
 /// Records one failed guess on `profile` from `source` at `now` (one row): counted against
@@ -853,6 +884,30 @@ mod tests {
             );
         }
         assert!(!format!("{token:?}").contains(&text[text.len() - 64..]));
+    }
+
+    #[test]
+    fn derived_device_keys_differ_by_pepper() {
+        use crate::secret::{KeyId, Pepper};
+        let p1 = Pepper::new(KeyId(1), &[1u8; 32]).unwrap();
+        let p2 = Pepper::new(KeyId(2), &[2u8; 32]).unwrap();
+        let token = DeviceKey::derive(&p1).issue(&tax(), 1, DeviceId([3; 16]), t0());
+        let age = TimeDelta::days(1);
+        assert_eq!(
+            DeviceKey::derive(&p1).check(&token, &tax(), 1, t0(), age),
+            Trust::Trusted
+        );
+        assert_eq!(
+            DeviceKey::derive(&p2).check(&token, &tax(), 1, t0(), age),
+            Trust::Untrusted
+        );
+        // Not the pepper itself.
+        assert_eq!(
+            DeviceKey::new(&[1u8; 32])
+                .unwrap()
+                .check(&token, &tax(), 1, t0(), age),
+            Trust::Untrusted
+        );
     }
 
     #[test]

@@ -1020,6 +1020,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         }
         let trusted = admission.trust == Trust::Trusted;
         let (v, compared) = self.authenticate_core(tax, input, purpose, now)?;
+        population::learn(&self.store, &defence.policy, &admission, now);
         // A failed guess: a wrong PIN compared (its lock included), or a tax code with no PIN
         // (so that a spray over tax codes not on record counts alike). A locked PIN answered
         // without a compare, and a right PIN, are not.
