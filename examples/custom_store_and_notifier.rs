@@ -4,7 +4,10 @@
 //! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements nine
 //!   methods — `load`, `create`, `save`, `reserve_attempt`, `settle_attempt`,
 //!   `key_fingerprints`, `record_key_fingerprint`, `append_audit`, `audit_log` — and
-//!   `awaiting_outbound` for the contact centre's queue (`create_many` and
+//!   `awaiting_outbound` for the contact centre's queue, the population counters
+//!   (`record_failed_guess`, `population_counts`, `swap_baseline`, `prune_failed_guesses`,
+//!   `top_sources`: their defaults refuse, so a service with the population defence needs
+//!   them) (`create_many` and
 //!   `create_streamed` have defaults; override them when your backend has transactions). Each
 //!   must be atomic. The attempt rules are shared functions (`next_attempts`,
 //!   `reserve_rule`, `settle_rule`): a store reads the counter and the leases in flight,
@@ -41,11 +44,11 @@ use pin_core::keycheck::KeyFingerprint;
 use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
 use pin_core::secret::{KeyId, Pepper};
 use pin_core::service::PinService;
+use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::store::{
     Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
     next_attempts, reserve_rule, settle_rule,
 };
-use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::subject::{Attempts, Channel, Profile, Role, Subject};
 use pin_core::tax_code::TaxCode;
 use pin_core::{Actor, Level, Policy};
