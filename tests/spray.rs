@@ -1,6 +1,7 @@
 //! The spraying simulator at a small size (issue #14): its goals asserted on the simulated
 //! counts, which are deterministic — never on wall time.
 #![allow(
+    clippy::print_stdout,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -314,10 +314,10 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                     r.wrong_pins += 1;
                     p.failures += 1;
                     p.locked = p.failures >= LOCKOUT;
-                    if let Some(t) = trust {
-                        if population::record(&store, Profile::Noipa, &source, t, now).is_ok() {
-                            r.guess_rows += 1;
-                        }
+                    if let Some(t) = trust
+                        && population::record(&store, Profile::Noipa, &source, t, now).is_ok()
+                    {
+                        r.guess_rows += 1;
                     }
                 }
             }
@@ -381,10 +381,10 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                     r.wrong_pins += 1;
                     p.failures += 1;
                     p.locked = p.failures >= LOCKOUT;
-                    if let Some(t) = trust {
-                        if population::record(&store, Profile::Noipa, &source, t, now).is_ok() {
-                            r.guess_rows += 1;
-                        }
+                    if let Some(t) = trust
+                        && population::record(&store, Profile::Noipa, &source, t, now).is_ok()
+                    {
+                        r.guess_rows += 1;
                     }
                     if p.locked {
                         r.signins_locked_out += 1;
@@ -393,10 +393,11 @@ pub(crate) fn simulate(config: &SprayConfig) -> SprayReport {
                 }
                 p.failures = 0;
                 // A right PIN from a device without a token: the device gets one.
-                if trust == Some(Trust::Untrusted) && device < 2 {
-                    if let (Some(slot), Some(k)) = (p.devices.get_mut(usize::from(device)), &key) {
-                        *slot = Some(k.issue(&p.tax, 1, DeviceId([device; 16]), now));
-                    }
+                if trust == Some(Trust::Untrusted)
+                    && device < 2
+                    && let (Some(slot), Some(k)) = (p.devices.get_mut(usize::from(device)), &key)
+                {
+                    *slot = Some(k.issue(&p.tax, 1, DeviceId([device; 16]), now));
                 }
             }
         }
