@@ -354,3 +354,51 @@ fn pol8_a_store_without_counters_refuses_before_counting() {
     assert!(err.to_string().contains("population counters"), "{err}");
     assert_eq!(svc.status(&t, at(1)).unwrap().remaining_attempts, 10);
 }
+
+// The baseline learns once per window, only through `learn` (so a verify that fails writes
+// nothing), and the instance that wins the swap prunes the rows no window needs.
+#[test]
+fn learning_swaps_once_per_window_and_prunes_old_rows() {
+    use pin_core::population::{self, FailedGuess, Trust};
+    let store = MemoryStore::new();
+    let policy = PopulationPolicy::default();
+    let key = DeviceKey::new(&[5u8; 32]).unwrap();
+    let tax = synthetic_tax_code(1);
+    let src = net("192.0.2.0/24");
+    store
+        .record_failed_guess(&FailedGuess {
+            at: at(0),
+            profile: Profile::Noipa,
+            network: src.network.clone(),
+        })
+        .unwrap();
+    let a = population::admit(&store, &policy, &key, &src, &tax, Some(1), at(1)).unwrap();
+    assert_eq!(a.trust, Trust::Untrusted);
+    assert!(
+        a.learn.iter().all(Option::is_some),
+        "first sight: both profiles start"
+    );
+    let counts = |now| {
+        store
+            .population_counts(&CountRequest {
+                network: None,
+                source_since: now - TimeDelta::days(1),
+                population_since: now - TimeDelta::days(1),
+            })
+            .unwrap()
+    };
+    assert!(counts(at(1)).baselines.is_empty(), "admit writes nothing");
+    population::learn(&store, &policy, &a, at(1));
+    assert_eq!(counts(at(1)).baselines.len(), 2);
+    // Within the window: nothing to learn. Two hours later: learn, and prune the row of
+    // minute 0 (older than the one-hour retention).
+    let a = population::admit(&store, &policy, &key, &src, &tax, Some(1), at(30)).unwrap();
+    assert!(a.learn.iter().all(Option::is_none));
+    let a = population::admit(&store, &policy, &key, &src, &tax, Some(1), at(121)).unwrap();
+    population::learn(&store, &policy, &a, at(121));
+    assert_eq!(counts(at(121)).failures_of(Profile::Noipa), 0, "pruned");
+    // A second instance that read the same baseline loses the swap: no double learning.
+    let before = counts(at(121)).baselines;
+    population::learn(&store, &policy, &a, at(122));
+    assert_eq!(counts(at(122)).baselines, before);
+}
