@@ -4,7 +4,10 @@
 //! - **A store**: `HashMapStore`, a `HashMap` behind a `Mutex`. A `Store` implements nine
 //!   methods — `load`, `create`, `save`, `reserve_attempt`, `settle_attempt`,
 //!   `key_fingerprints`, `record_key_fingerprint`, `append_audit`, `audit_log` — and
-//!   `awaiting_outbound` for the contact centre's queue (`create_many` and
+//!   `awaiting_outbound` for the contact centre's queue, the population counters
+//!   (`record_failed_guess`, `population_counts`, `swap_baseline`, `prune_failed_guesses`,
+//!   `top_sources`: their defaults refuse, so a service with the population defence needs
+//!   them) (`create_many` and
 //!   `create_streamed` have defaults; override them when your backend has transactions). Each
 //!   must be atomic. The attempt rules are shared functions (`next_attempts`,
 //!   `reserve_rule`, `settle_rule`): a store reads the counter and the leases in flight,
@@ -41,6 +44,7 @@ use pin_core::keycheck::KeyFingerprint;
 use pin_core::notify::{DeliveryError, MemoryOutbox, Notifier, Receipt};
 use pin_core::secret::{KeyId, Pepper};
 use pin_core::service::PinService;
+use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::store::{
     Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
     next_attempts, reserve_rule, settle_rule,
@@ -65,6 +69,9 @@ struct Tables {
     /// Pepper-key fingerprints, by key id.
     keys: HashMap<KeyId, KeyFingerprint>,
     audit: Vec<AuditEvent>,
+    /// Failed guesses for the population defence, and the learned baselines.
+    guesses: Vec<FailedGuess>,
+    baselines: HashMap<Profile, Baseline>,
 }
 
 /// A store in a `HashMap` behind one mutex: every method is atomic because it holds the
@@ -228,6 +235,77 @@ impl Store for HashMapStore {
         fingerprint: &KeyFingerprint,
     ) -> Result<KeyFingerprint, StoreError> {
         Ok(*self.lock().keys.entry(id).or_insert(*fingerprint))
+    }
+
+    // The population counters (pin_core::population): one row per failed guess; counts
+    // are strictly after `since`, with no upper bound (a clock that went back hides none).
+    fn record_failed_guess(&self, guess: &FailedGuess) -> Result<(), StoreError> {
+        self.lock().guesses.push(guess.clone());
+        Ok(())
+    }
+
+    fn population_counts(&self, r: &CountRequest<'_>) -> Result<PopulationCounts, StoreError> {
+        let t = self.lock();
+        let from_source: Vec<_> = t
+            .guesses
+            .iter()
+            .filter(|g| r.network.is_some() && g.network.as_ref() == r.network)
+            .filter(|g| g.at > r.source_since)
+            .map(|g| g.at)
+            .collect();
+        let failures = [Profile::Noipa, Profile::Inps].map(|p| {
+            let n = t
+                .guesses
+                .iter()
+                .filter(|g| g.profile == p && g.at > r.population_since)
+                .count();
+            (p, n as u64)
+        });
+        Ok(PopulationCounts {
+            source: from_source.len() as u64,
+            source_oldest: from_source.iter().min().copied(),
+            failures: failures.to_vec(),
+            baselines: t.baselines.iter().map(|(p, b)| (*p, *b)).collect(),
+        })
+    }
+
+    fn swap_baseline(
+        &self,
+        profile: Profile,
+        expected: Option<&Baseline>,
+        next: &Baseline,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        if t.baselines.get(&profile).map(|b| b.folded_at) != expected.map(|b| b.folded_at) {
+            return Ok(false);
+        }
+        t.baselines.insert(profile, *next);
+        Ok(true)
+    }
+
+    fn prune_failed_guesses(&self, before: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let was = t.guesses.len();
+        t.guesses.retain(|g| g.at > before);
+        Ok((was - t.guesses.len()) as u64)
+    }
+
+    fn top_sources(
+        &self,
+        since: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(NetworkKey, u64)>, StoreError> {
+        let t = self.lock();
+        let mut by: HashMap<&NetworkKey, u64> = HashMap::new();
+        for g in t.guesses.iter().filter(|g| g.at > since) {
+            if let Some(n) = &g.network {
+                *by.entry(n).or_default() += 1;
+            }
+        }
+        let mut top: Vec<_> = by.into_iter().map(|(n, c)| (n.clone(), c)).collect();
+        top.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+        top.truncate(limit);
+        Ok(top)
     }
 
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

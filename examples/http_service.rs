@@ -183,6 +183,12 @@ async fn verify<N: Notifier + Send + Sync + 'static>(
             StatusCode::FORBIDDEN,
             Json(json!({ "ok": false, "change_required": true })),
         ),
+        // Defended mode (pin_core::population): run a challenge, then retry with its proof.
+        // Said alike of every tax code, on record or not.
+        Ok(VerifyOutcome::ChallengeRequired) => (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "ok": false, "challenge_required": true })),
+        ),
         Ok(VerifyOutcome::InsufficientLevel { .. }) => (
             StatusCode::FORBIDDEN,
             Json(json!({ "ok": false, "insufficient_level": true })),

@@ -217,7 +217,15 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
     if let Some(w) = key::permission_warning(&ctx.key_file) {
         eprintln!("pin: warning: {w}");
     }
-    PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?).map_err(Failure::from)
+    // The population defence (pin_core::population), with device tokens signed under a key
+    // derived from the pepper: apart from the database, as the pepper is.
+    let defence = pin_core::service::PopulationDefence::new(
+        pin_core::population::PopulationPolicy::default(),
+        pin_core::population::DeviceKey::derive(keys.current()),
+    );
+    PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?)
+        .map(|s| s.with_population(defence))
+        .map_err(Failure::from)
 }
 
 /// The notifier: everything into the outbox, except e-mail and PEC over SMTP under

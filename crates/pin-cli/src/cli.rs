@@ -304,6 +304,18 @@ Exit code 0 accepted, 3 rejected, 4 locked, 6 must_change/expired/insufficient_l
         /// Who performs it (subject).
         #[arg(long = "as", value_name = "ACTOR", value_parser = parse_actor, default_value = "subject")]
         actor: Actor,
+        /// The network the request came from, at the granularity you choose (e.g.
+        /// 198.51.100.0/24): wrong PINs are limited per network across all people.
+        #[arg(long, value_name = "NETWORK", value_parser = parse_network)]
+        source: Option<pin_core::population::NetworkKey>,
+        /// The device token a previous accepted verify printed: a trusted device passes the
+        /// population defence (never the per-person lockout).
+        #[arg(long, value_name = "TOKEN", value_parser = parse_device_token)]
+        device_token: Option<pin_core::population::DeviceToken>,
+        /// The caller vouches that the client passed a challenge (CAPTCHA, proof of work):
+        /// lifts exit code 11 (challenge required), never the per-network limit.
+        #[arg(long)]
+        challenge_passed: bool,
     },
     /// INPS: change the PIN (first access 16 -> 8, rotation); reads the current PIN, then
     /// the new one.
@@ -398,8 +410,13 @@ Exit code 0 accepted, 3 rejected, 4 locked, 6 must_change/expired/insufficient_l
     /// Show a subject's state: PIN stage, level, failures, deliveries, rotation.
     Status {
         /// Tax code.
-        #[arg(value_parser = parse_tax)]
-        tax_code: TaxCode,
+        #[arg(value_parser = parse_tax, required_unless_present = "population")]
+        tax_code: Option<TaxCode>,
+        /// Instead of a subject: the population defence — the mode, failed guesses per
+        /// profile against the budget, the accounts an attacker is expected to have guessed,
+        /// the networks with most failed guesses.
+        #[arg(long, conflicts_with = "tax_code")]
+        population: bool,
     },
     /// Show the audit log, or verify its hash chain.
     #[command(subcommand)]
@@ -706,6 +723,14 @@ impl From<FormatArg> for pin_core::format::PinFormat {
 
 fn parse_tax(s: &str) -> Result<TaxCode, String> {
     TaxCode::parse(s).map_err(|e| format!("tax code: {e}"))
+}
+
+fn parse_network(s: &str) -> Result<pin_core::population::NetworkKey, String> {
+    pin_core::population::NetworkKey::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_device_token(s: &str) -> Result<pin_core::population::DeviceToken, String> {
+    pin_core::population::DeviceToken::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_email(s: &str) -> Result<Email, String> {

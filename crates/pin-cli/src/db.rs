@@ -10,10 +10,11 @@ use pin_core::audit::chain::ChainReport;
 use pin_core::command::AttemptsUpdate;
 use pin_core::keycheck::KeyFingerprint;
 use pin_core::secret::KeyId;
+use pin_core::store::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use pin_core::store::{
     LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
 };
-use pin_core::subject::Subject;
+use pin_core::subject::{Profile, Subject};
 use pin_core::tax_code::TaxCode;
 use pin_postgres::{PostgresOptions, PostgresStore};
 use pin_sqlite::{SqliteOptions, SqliteStore};
@@ -305,6 +306,33 @@ impl Store for AnyStore {
         limit: usize,
     ) -> Result<Vec<TaxCode>, StoreError> {
         self.get().due_deliveries(now, limit)
+    }
+    fn record_failed_guess(&self, g: &FailedGuess) -> Result<(), StoreError> {
+        self.get().record_failed_guess(g)
+    }
+    fn population_counts(&self, r: &CountRequest<'_>) -> Result<PopulationCounts, StoreError> {
+        self.get().population_counts(r)
+    }
+    fn swap_baseline(
+        &self,
+        p: Profile,
+        e: Option<&Baseline>,
+        n: &Baseline,
+    ) -> Result<bool, StoreError> {
+        self.get().swap_baseline(p, e, n)
+    }
+    fn prune_failed_guesses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        self.get().prune_failed_guesses(before)
+    }
+    fn top_sources(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(NetworkKey, u64)>, StoreError> {
+        self.get().top_sources(since, limit)
     }
 }
 

@@ -13,6 +13,7 @@
 //! | 8 | the audit chain does not verify (tampering or corruption) |
 //! | 9 | try again later: the database was busy, or other attempts on the PIN are still being checked; nothing was counted or changed |
 //! | 10 | not delivered (yet): the command was saved (a PIN was issued; any earlier one no longer works) but a part of it did not reach its channel. A `pending` part waits sealed in the delivery queue — fix the outbox or relay and run `pin deliver`; a `failed` part is recovered by `pin resend`, a fresh PIN (POL-3) not counted against the re-send limit |
+//! | 11 | challenge required: the service is defended against a spray of guesses across many people and this source is not trusted; nothing was checked or counted — run the challenge (CAPTCHA, proof of work) and retry with `--challenge-passed`, or from a trusted device (`--device-token`) |
 //!
 //! Every failure prints one line on stderr, `pin: error: …`, saying what was wrong and what
 //! to do; with `--json` the same failure is also printed on stdout as one JSON object
@@ -46,7 +47,9 @@ Exit codes:
   9  try again later (database busy, or attempts in flight); nothing counted or changed
  10  not delivered yet: the PIN was issued and saved (any earlier one no longer works) but
      did not reach the person; a pending part waits in the delivery queue (fix the outbox
-     or relay, then `pin deliver`); a failed one: `pin resend` (a fresh PIN)";
+     or relay, then `pin deliver`); a failed one: `pin resend` (a fresh PIN)
+ 11  challenge required: defended against a spray of guesses; nothing checked or counted;
+     retry with --challenge-passed after a challenge, or with a trusted --device-token";
 
 /// Why a command failed, which fixes the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +75,8 @@ pub(crate) enum Kind {
     Retry,
     /// The command was saved but its PIN did not reach the person.
     Undelivered,
+    /// Defended mode: the source must pass a challenge first; nothing was counted.
+    Challenge,
 }
 
 impl Kind {
@@ -88,6 +93,7 @@ impl Kind {
             Self::Integrity => 8,
             Self::Retry => 9,
             Self::Undelivered => 10,
+            Self::Challenge => 11,
         }
     }
 
@@ -104,6 +110,7 @@ impl Kind {
             Self::Integrity => "integrity",
             Self::Retry => "retry",
             Self::Undelivered => "undelivered",
+            Self::Challenge => "challenge_required",
         }
     }
 
@@ -114,6 +121,7 @@ impl Kind {
             VerifyOutcome::Rejected { .. } => Some(Self::Rejected),
             VerifyOutcome::Locked => Some(Self::Locked),
             VerifyOutcome::TryLater { .. } => Some(Self::Retry),
+            VerifyOutcome::ChallengeRequired => Some(Self::Challenge),
             VerifyOutcome::MustChange
             | VerifyOutcome::Expired { .. }
             | VerifyOutcome::InsufficientLevel { .. }

@@ -412,6 +412,39 @@ pub(crate) fn summary_state(st: &Status, _now: DateTime<Utc>) -> &'static str {
     st.state.name()
 }
 
+/// `pin status --population`.
+pub(crate) fn population(r: &pin_core::population::PopulationReport) -> Done {
+    let json = serde_json::to_value(r).unwrap_or(Value::Null);
+    let mode = match r.mode {
+        pin_core::population::Mode::Normal => "normal",
+        pin_core::population::Mode::Defended => {
+            "defended (untrusted sources must pass a challenge)"
+        }
+    };
+    let mut text = format!("population defence: {mode}\n");
+    for p in &r.profiles {
+        let _ = writeln!(
+            text,
+            "  {}: {} failed guesses in the window (defended above {}; baseline {:.1}); \
+             expected accounts guessed: {:.4}",
+            snake(&p.profile),
+            p.failures,
+            p.threshold,
+            p.baseline,
+            p.expected_guessed
+        );
+    }
+    if r.top_sources.is_empty() {
+        text.push_str("  no network with failed guesses in the window\n");
+    } else {
+        text.push_str("  top networks by failed guesses:\n");
+        for (net, n) in &r.top_sources {
+            let _ = writeln!(text, "    {net}: {n}");
+        }
+    }
+    Done::ok("status", json, text)
+}
+
 /// `pin status`.
 pub(crate) fn status(ctx: &Ctx, st: &Status) -> Done {
     let c = st.credential.as_ref();
@@ -565,6 +598,9 @@ pub(crate) fn outcome_json(outcome: &VerifyOutcome, remaining: Option<u32>) -> V
             m.insert("retry_after_secs".into(), Value::from(secs));
             m.insert("retryable".into(), Value::Bool(true));
         }
+        VerifyOutcome::ChallengeRequired => {
+            m.insert("challenge_required".into(), Value::Bool(true));
+        }
         VerifyOutcome::Locked | VerifyOutcome::MustChange | VerifyOutcome::NoPin => {}
     }
     Value::Object(m)
@@ -616,5 +652,11 @@ pub(crate) fn outcome_text(outcome: &VerifyOutcome) -> String {
             level_name(*need)
         ),
         VerifyOutcome::NoPin => "no_pin: there is no usable PIN for this tax code".to_owned(),
+        VerifyOutcome::ChallengeRequired => {
+            "challenge_required: the service is defended against a spray of guesses across many \
+             people; the PIN was not checked and nothing was counted — pass the challenge and \
+             retry with --challenge-passed, or use a trusted device (--device-token)"
+                .to_owned()
+        }
     }
 }

@@ -192,7 +192,17 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
             tax_code,
             level,
             actor,
-        } => subject::verify(ctx, svc, &tax_code, level.into(), &actor),
+            source,
+            device_token,
+            challenge_passed,
+        } => {
+            let source = pin_core::population::Source {
+                network: source,
+                device: device_token,
+                challenge_passed,
+            };
+            subject::verify(ctx, svc, &tax_code, level.into(), &actor, &source)
+        }
         Cmd::Change {
             tax_code,
             generate,
@@ -203,7 +213,13 @@ fn with_service<S: Store>(ctx: &Ctx, svc: &Service<S>, command: Cmd) -> Result<D
             health_card,
             actor,
         } => subject::activate(ctx, svc, &tax_code, health_card.into(), &actor),
-        Cmd::Status { tax_code } => Ok(report::status(ctx, &svc.status(&tax_code, ctx.now)?)),
+        Cmd::Status { tax_code: None, .. } => {
+            Ok(report::population(&svc.population_report(10, ctx.now)?))
+        }
+        Cmd::Status {
+            tax_code: Some(tax_code),
+            ..
+        } => Ok(report::status(ctx, &svc.status(&tax_code, ctx.now)?)),
         Cmd::Import { file, actor } => admin::import(ctx, svc, &file, &actor),
         Cmd::Init
         | Cmd::Policy

@@ -52,10 +52,13 @@ pub(crate) fn verify<S: Store>(
     tax: &TaxCode,
     level: Level,
     actor: &Actor,
+    source: &pin_core::population::Source,
 ) -> Result<Done, Failure> {
     require_subject(actor, "verify a PIN")?;
     let pin = PinReader::new().read("PIN")?;
-    let outcome = svc.verify(tax, &pin, level, ctx.now)?;
+    let verified = svc.verify_from(tax, &pin, level, source, ctx.now)?;
+    let outcome = verified.outcome;
+    let token = verified.device_token.map(|t| t.encode());
     let remaining = match outcome {
         VerifyOutcome::NoPin => None,
         _ => svc.status(tax, ctx.now).ok().map(|s| s.remaining_attempts),
@@ -67,10 +70,19 @@ pub(crate) fn verify<S: Store>(
             "required_level".into(),
             Value::from(report::level_name(level)),
         );
+        if let Some(t) = &token {
+            m.insert("device_token".into(), Value::from(t.as_str()));
+        }
+    }
+    let mut text = format!("{tax}: {}\n", report::outcome_text(&outcome));
+    if let Some(t) = &token {
+        text.push_str(&format!(
+            "device token (keep it on this device; --device-token): {t}\n"
+        ));
     }
     Ok(Done {
         json,
-        text: format!("{tax}: {}\n", report::outcome_text(&outcome)),
+        text,
         exit: Kind::of_outcome(&outcome),
         command: "verify",
     })

@@ -2604,3 +2604,87 @@ fn import_shows_progress_on_a_terminal_only() {
         assert!(text.contains(part), "{part:?} not in {text:?}");
     }
 }
+
+// rule: POL-8 — `pin verify --source`: a network at its limit of failed guesses (20 an
+// hour, across people) gets exit 9 before anything is counted against the next person; a
+// right PIN prints a device token, and that trusted device passes the limit;
+// `pin status --population` shows the network and the expected accounts guessed.
+#[test]
+fn population_source_limit_device_token_and_status() {
+    let env = Env::initialised();
+    let people = [MARIO, ANNA, LUCA];
+    for (i, t) in people.iter().enumerate() {
+        enrol_noipa(&env, t, &format!("p{i}@example.it"), &[]);
+    }
+    let pins: Vec<String> = people.iter().map(|t| env.secret(t, 1, "email")).collect();
+    let wrong = |pin: &str| if pin == "13579" { "24680" } else { "13579" }.to_owned();
+    let net = "203.0.113.0/24";
+    // A right PIN from the network before the spray: a device token for ANNA.
+    let v = env.json(
+        &["verify", ANNA, "--source", net],
+        &format!("{}\n", pins[1]),
+        0,
+    );
+    let token = v["device_token"]
+        .as_str()
+        .expect("a device token")
+        .to_owned();
+    assert!(token.starts_with("d1."), "{token}");
+    // 20 failed guesses from the network: 7 on MARIO, 7 on ANNA, 6 on LUCA.
+    for (k, n) in [(0usize, 7), (1, 7), (2, 6)] {
+        for _ in 0..n {
+            let v = env.json(
+                &["verify", people[k], "--source", net],
+                &format!("{}\n", wrong(&pins[k])),
+                3,
+            );
+            assert_eq!(v["outcome"], "rejected");
+        }
+    }
+    // The 21st, even with LUCA's right PIN: try later, nothing counted.
+    let v = env.json(
+        &["verify", LUCA, "--source", net],
+        &format!("{}\n", pins[2]),
+        9,
+    );
+    assert_eq!(v["outcome"], "try_later");
+    assert_eq!(v["remaining_attempts"], 4, "LUCA's 6 failures, no more");
+    // ANNA on her own device passes the network's limit.
+    let v = env.json(
+        &["verify", ANNA, "--source", net, "--device-token", &token],
+        &format!("{}\n", pins[1]),
+        0,
+    );
+    assert_eq!(v["outcome"], "accepted");
+    assert!(
+        v.get("device_token").is_none(),
+        "a trusted device keeps its token"
+    );
+    // Another network is served.
+    env.json(
+        &["verify", LUCA, "--source", "198.51.100.0/24"],
+        &format!("{}\n", pins[2]),
+        0,
+    );
+    let st = env.json(&["status", "--population"], "", 0);
+    assert_eq!(st["mode"], "normal");
+    assert_eq!(st["top_sources"][0][0], net);
+    assert_eq!(st["top_sources"][0][1], 20);
+    assert_eq!(st["profiles"][0]["profile"], "noipa");
+    assert_eq!(st["profiles"][0]["failures"], 20);
+    assert!((st["profiles"][0]["expected_guessed"].as_f64().unwrap() - 0.0002).abs() < 1e-9);
+    // Bad sources are input errors that change nothing.
+    env.fails_unchanged(
+        &["verify", LUCA, "--source", "a b"],
+        "12345\n",
+        2,
+        "network",
+    );
+    env.fails_unchanged(
+        &["verify", LUCA, "--device-token", "nope"],
+        "12345\n",
+        2,
+        "device token",
+    );
+    env.fails_unchanged(&["status"], "", 2, "");
+}

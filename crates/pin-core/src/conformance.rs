@@ -796,9 +796,11 @@ pub fn run_all<S: Store + Sync>(make: impl Fn() -> S) {
     lockout::run_all(&make);
     outbound_queue_oldest_first(&make());
     delivery_queue_due_first(&make());
+    population::run_all(&make);
 }
 
 pub mod lockout;
+pub mod population;
 
 #[cfg(test)]
 mod tests {

@@ -127,6 +127,7 @@ pub mod machine;
 pub mod memory;
 pub mod notify;
 pub mod policy;
+pub mod population;
 pub mod rows;
 pub mod secret;
 pub mod self_service;

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::audit::AuditEvent;
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
+use crate::population::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use crate::secret::KeyId;
 use crate::store::{
     Lease, LeaseId, Loaded, Reservation, ReserveRequest, Settled, Settlement, Store, StoreError,
@@ -21,6 +22,34 @@ struct Inner {
     next_lease: u64,
     keys: BTreeMap<KeyId, KeyFingerprint>,
     audit: Vec<AuditEvent>,
+    /// Failed guesses (unix milliseconds, sorted) per network and per profile.
+    by_network: BTreeMap<NetworkKey, Vec<i64>>,
+    by_profile: [Vec<i64>; 2],
+    baselines: [Option<Baseline>; 2],
+}
+
+fn slot(profile: Profile) -> usize {
+    match profile {
+        Profile::Noipa => 0,
+        Profile::Inps => 1,
+    }
+}
+
+/// Inserts `at` keeping `times` sorted.
+fn insert_sorted(times: &mut Vec<i64>, at: i64) {
+    let i = times.partition_point(|t| *t <= at);
+    times.insert(i, at);
+}
+
+/// The times strictly after `since`.
+fn after(times: &[i64], since: i64) -> &[i64] {
+    let i = times.partition_point(|t| *t <= since);
+    times.get(i..).unwrap_or_default()
+}
+
+fn from_millis(ms: i64) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("time out of range: {ms}")))
 }
 
 /// A [`Store`] in memory, behind one mutex. Every operation is atomic.
@@ -251,5 +280,104 @@ impl Store for MemoryStore {
             now,
             limit,
         ))
+    }
+
+    fn record_failed_guess(&self, guess: &FailedGuess) -> Result<(), StoreError> {
+        let at = guess.at.timestamp_millis();
+        let mut inner = self.lock();
+        if let Some(n) = &guess.network {
+            insert_sorted(inner.by_network.entry(n.clone()).or_default(), at);
+        }
+        if let Some(times) = inner.by_profile.get_mut(slot(guess.profile)) {
+            insert_sorted(times, at);
+        }
+        Ok(())
+    }
+
+    fn population_counts(
+        &self,
+        request: &CountRequest<'_>,
+    ) -> Result<PopulationCounts, StoreError> {
+        let inner = self.lock();
+        let source = request
+            .network
+            .and_then(|n| inner.by_network.get(n))
+            .map(|t| after(t, request.source_since.timestamp_millis()))
+            .unwrap_or_default();
+        let since = request.population_since.timestamp_millis();
+        let mut counts = PopulationCounts {
+            source: source.len() as u64,
+            source_oldest: source.first().map(|t| from_millis(*t)).transpose()?,
+            ..PopulationCounts::default()
+        };
+        for p in [Profile::Noipa, Profile::Inps] {
+            if let Some(times) = inner.by_profile.get(slot(p)) {
+                counts.failures.push((p, after(times, since).len() as u64));
+            }
+            if let Some(Some(b)) = inner.baselines.get(slot(p)) {
+                counts.baselines.push((p, *b));
+            }
+        }
+        Ok(counts)
+    }
+
+    fn swap_baseline(
+        &self,
+        profile: Profile,
+        expected: Option<&Baseline>,
+        next: &Baseline,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(cell) = inner.baselines.get_mut(slot(profile)) else {
+            return Ok(false);
+        };
+        if cell.map(|b| b.folded_at) != expected.map(|b| b.folded_at) {
+            return Ok(false);
+        }
+        *cell = Some(*next);
+        Ok(true)
+    }
+
+    fn prune_failed_guesses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        let mut inner = self.lock();
+        let Inner {
+            by_network,
+            by_profile,
+            ..
+        } = &mut *inner;
+        let mut pruned = 0u64;
+        for times in by_profile.iter_mut() {
+            let i = times.partition_point(|t| *t <= before);
+            times.drain(..i);
+            pruned += i as u64;
+        }
+        for times in by_network.values_mut() {
+            let i = times.partition_point(|t| *t <= before);
+            times.drain(..i);
+        }
+        by_network.retain(|_, t| !t.is_empty());
+        Ok(pruned)
+    }
+
+    fn top_sources(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(NetworkKey, u64)>, StoreError> {
+        let since = since.timestamp_millis();
+        let inner = self.lock();
+        let mut top: Vec<(NetworkKey, u64)> = inner
+            .by_network
+            .iter()
+            .map(|(n, t)| (n.clone(), after(t, since).len() as u64))
+            .filter(|(_, c)| *c > 0)
+            .collect();
+        top.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+        top.truncate(limit);
+        Ok(top)
     }
 }

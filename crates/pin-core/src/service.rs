@@ -21,6 +21,9 @@ use crate::keycheck;
 use crate::machine::{self, Context, Mint, Minter};
 use crate::notify::{DeliveryError, Notifier, Receipt};
 use crate::policy::Policy;
+use crate::population::{
+    self, CountRequest, DeviceId, DeviceKey, DeviceToken, Gate, Source, Trust,
+};
 use crate::secret::Pin;
 use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
@@ -228,6 +231,41 @@ pub struct Verification {
     pub proof: Option<crate::command::Authenticated>,
 }
 
+/// The result of [`PinService::verify_from`].
+#[derive(Debug)]
+#[must_use]
+pub struct SourcedVerification {
+    /// The outcome.
+    pub outcome: VerifyOutcome,
+    /// Proof for a follow-up command, when the PIN matched.
+    pub proof: Option<crate::command::Authenticated>,
+    /// A new device token for the client to keep, when the PIN matched from a device that
+    /// was not trusted (only with the population defence).
+    pub device_token: Option<DeviceToken>,
+}
+
+/// The population defence of a service: its policy and the key that signs device tokens
+/// (kept apart from the database and the pepper).
+#[derive(Debug)]
+pub struct PopulationDefence {
+    /// The limits.
+    pub policy: crate::population::PopulationPolicy,
+    key: DeviceKey,
+}
+
+impl PopulationDefence {
+    /// The defence with `policy`, signing device tokens with `key`.
+    #[must_use]
+    pub fn new(policy: crate::population::PopulationPolicy, key: DeviceKey) -> Self {
+        Self { policy, key }
+    }
+
+    /// The key that signs device tokens.
+    pub fn device_key(&self) -> &DeviceKey {
+        &self.key
+    }
+}
+
 /// The result of a change of PIN.
 #[derive(Debug)]
 #[must_use]
@@ -298,6 +336,8 @@ pub struct PinService<S, N, R> {
     /// Security notices waiting for [`PinService::deliver_due`] in
     /// [`DeliveryMode::Deferred`] (they carry no secret; best effort, as inline).
     notices_due: Mutex<Vec<crate::command::Notice>>,
+    /// The population defence, when configured ([`PinService::with_population`]).
+    population: Option<PopulationDefence>,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -311,11 +351,13 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             options,
             key_recorded: _,
             notices_due: _,
+            population,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
             .field("hasher", hasher)
             .field("options", options)
+            .field("population", population)
             .finish_non_exhaustive()
     }
 }
@@ -467,7 +509,25 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             options: DriverOptions::default(),
             key_recorded: std::sync::atomic::AtomicBool::new(false),
             notices_due: Mutex::new(Vec::new()),
+            population: None,
         })
+    }
+
+    /// The same service with the population defence ([`crate::population`]): every verify
+    /// — [`PinService::verify`], [`PinService::authenticate`] and the commands that
+    /// authenticate with a PIN, as an unknown source; [`PinService::verify_from`] with the
+    /// caller's source — is checked against the source limit and the population budget
+    /// before any attempt is reserved, and every failed guess is recorded in the store's
+    /// counters (one row). The store must keep them ([`Store::population_counts`]).
+    #[must_use]
+    pub fn with_population(mut self, defence: PopulationDefence) -> Self {
+        self.population = Some(defence);
+        self
+    }
+
+    /// The population defence in force, if any.
+    pub fn population(&self) -> Option<&PopulationDefence> {
+        self.population.as_ref()
     }
 
     /// The same service with other [`DriverOptions`].
@@ -892,6 +952,9 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// settlement keeps failing past the retries expires after
     /// [`DriverOptions::attempt_lease`] and is then counted as a wrong PIN, with an audit
     /// event.
+    ///
+    /// With the population defence ([`PinService::with_population`]) the caller is an
+    /// unknown source ([`Source::unknown`]): see [`PinService::verify_from`].
     pub fn verify(
         &self,
         tax: &TaxCode,
@@ -904,7 +967,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             .outcome)
     }
 
-    /// Verifies `input` for `purpose`, returning the proof a follow-up command needs.
+    /// Verifies `input` for `purpose`, returning the proof a follow-up command needs. With
+    /// the population defence, as an unknown source.
     ///
     /// # Errors
     /// As [`PinService::verify`].
@@ -915,6 +979,160 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         purpose: Purpose,
         now: DateTime<Utc>,
     ) -> Result<Verification, Error> {
+        let v = self.authenticate_from(tax, input, purpose, &Source::unknown(), now)?;
+        Ok(Verification {
+            outcome: v.outcome,
+            proof: v.proof,
+        })
+    }
+
+    /// [`PinService::verify`] from `source`: the population defence ([`crate::population`])
+    /// decides first, before any attempt is reserved — a trusted device (a valid
+    /// [`DeviceToken`] for this subject's current PIN) passes; a network over its limit is
+    /// [`VerifyOutcome::TryLater`]; in defended mode an untrusted source without
+    /// [`Source::challenge_passed`] is [`VerifyOutcome::ChallengeRequired`]. Neither answer is
+    /// counted against the person, nor recorded as a failed guess (POL-8). A right PIN from
+    /// an untrusted device comes back with a new [`SourcedVerification::device_token`].
+    ///
+    /// Without the population defence configured, the source is ignored and no token is
+    /// issued: the same as [`PinService::verify`].
+    ///
+    /// # Errors
+    /// As [`PinService::verify`]; also a storage failure reading the counters.
+    pub fn verify_from(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        required: crate::subject::Level,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Result<SourcedVerification, Error> {
+        self.authenticate_from(tax, input, Purpose::Access { required }, source, now)
+    }
+
+    /// [`PinService::authenticate`] from `source`, as [`PinService::verify_from`].
+    ///
+    /// # Errors
+    /// As [`PinService::verify_from`].
+    pub fn authenticate_from(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Result<SourcedVerification, Error> {
+        let Some(defence) = &self.population else {
+            let (v, _) = self.authenticate_core(tax, input, purpose, now)?;
+            return Ok(SourcedVerification {
+                outcome: v.outcome,
+                proof: v.proof,
+                device_token: None,
+            });
+        };
+        // Input that is no PIN at all is refused before anything, as without the defence.
+        let input = check_shape(input)?;
+        let loaded = self.load(tax)?;
+        let serial = loaded
+            .as_ref()
+            .and_then(|l| l.subject.credential.as_ref())
+            .map(|c| c.serial);
+        let profile = loaded
+            .as_ref()
+            .map_or(crate::subject::Profile::Noipa, |l| l.subject.profile());
+        let admission = population::admit(
+            &self.store,
+            &defence.policy,
+            &defence.key,
+            source,
+            tax,
+            serial,
+            now,
+        )
+        .map_err(Error::Store)?;
+        let refused = |outcome| SourcedVerification {
+            outcome,
+            proof: None,
+            device_token: None,
+        };
+        match admission.gate {
+            Gate::Pass { .. } => {}
+            Gate::TryLater { retry_after } => {
+                return Ok(refused(VerifyOutcome::TryLater { retry_after }));
+            }
+            Gate::Challenge => return Ok(refused(VerifyOutcome::ChallengeRequired)),
+        }
+        let trusted = admission.trust == Trust::Trusted;
+        let (v, compared) = self.authenticate_core(tax, input, purpose, now)?;
+        population::learn(&self.store, &defence.policy, &admission, now);
+        // A failed guess: a wrong PIN compared (its lock included), or a tax code with no PIN
+        // (so that a spray over tax codes not on record counts alike). A locked PIN answered
+        // without a compare, and a right PIN, are not.
+        let failed = match v.outcome {
+            VerifyOutcome::Rejected { .. } | VerifyOutcome::Locked => compared,
+            VerifyOutcome::NoPin => true,
+            _ => false,
+        };
+        if failed {
+            // The person's counter is already settled; a counter that cannot be written
+            // does not change their answer.
+            let _ = population::record(&self.store, profile, source, admission.trust, now);
+        }
+        let device_token = match (&v.proof, serial) {
+            (Some(_), Some(serial)) if !trusted => {
+                let mut id = [0u8; 16];
+                self.rng
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fill_bytes(&mut id);
+                Some(defence.key.issue(tax, serial, DeviceId(id), now))
+            }
+            _ => None,
+        };
+        Ok(SourcedVerification {
+            outcome: v.outcome,
+            proof: v.proof,
+            device_token,
+        })
+    }
+
+    /// The population report at `now` (`pin status --population`): the mode, each
+    /// profile's failures against its threshold and the accounts an attacker is expected to
+    /// have guessed, the `top` networks with most failed guesses.
+    ///
+    /// Without the population defence configured, the default
+    /// [`PopulationPolicy`](crate::population::PopulationPolicy) sets the windows.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the counters cannot be read (a store that keeps none refuses).
+    pub fn population_report(
+        &self,
+        top: usize,
+        now: DateTime<Utc>,
+    ) -> Result<crate::population::PopulationReport, Error> {
+        let policy = self
+            .population
+            .as_ref()
+            .map_or_else(crate::population::PopulationPolicy::default, |d| d.policy);
+        let counts = self
+            .store
+            .population_counts(&CountRequest::at(&policy, None, now))
+            .map_err(Error::Store)?;
+        let sources = self
+            .store
+            .top_sources(now - policy.source_window, top)
+            .map_err(Error::Store)?;
+        Ok(population::report(&policy, &counts, sources))
+    }
+
+    /// The verify of today, with no population gate, and whether the input was compared.
+    fn authenticate_core(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<(Verification, bool), Error> {
         // Input that is no PIN of any kind is refused before anything is looked up, so the
         // answer is the same whether or not the subject exists.
         let input = check_shape(input)?;
@@ -944,7 +1162,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                                 .append_audit(&[ev])
                                 .map_err(|e| store_err(tax, e))?;
                         }
-                        return Ok(done(outcome));
+                        return Ok((done(outcome), false));
                     }
                     Plan::Compare {
                         serial,
@@ -972,7 +1190,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             {
                 Reservation::Stale => continue,
                 Reservation::TryLater { retry_after } => {
-                    return Ok(done(VerifyOutcome::TryLater { retry_after }));
+                    return Ok((done(VerifyOutcome::TryLater { retry_after }), false));
                 }
                 Reservation::Locked { newly } => {
                     // Same cost as a compare: a locked PIN is not told apart by timing.
@@ -984,7 +1202,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     self.store
                         .append_audit(&[ev])
                         .map_err(|e| store_err(tax, e))?;
-                    return Ok(done(VerifyOutcome::Locked));
+                    return Ok((done(VerifyOutcome::Locked), false));
                 }
                 Reservation::Granted { lease, .. } => lease,
             };
@@ -1019,17 +1237,20 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 self.notify_lock(&loaded.subject, now);
             }
             if outcome == VerifyOutcome::Locked {
-                return Ok(done(outcome));
+                return Ok((done(outcome), true));
             }
             let rehash = matches!(compared.verified(), Verified::Match { needs_rehash: true })
                 && compared.matched(&hash);
             if finished.update.is_some() || rehash {
                 self.refresh_after_match(loaded, finished.update, rehash.then_some(&pin));
             }
-            return Ok(Verification {
-                outcome,
-                proof: finished.proof,
-            });
+            return Ok((
+                Verification {
+                    outcome,
+                    proof: finished.proof,
+                },
+                true,
+            ));
         }
         Err(Error::Contention(tax.clone()))
     }

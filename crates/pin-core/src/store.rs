@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::command::AttemptsUpdate;
 use crate::keycheck::KeyFingerprint;
+pub use crate::population::{Baseline, CountRequest, FailedGuess, NetworkKey, PopulationCounts};
 use crate::secret::KeyId;
+use crate::subject::Profile;
 use crate::subject::{Attempts, Subject};
 use crate::tax_code::TaxCode;
 
@@ -270,6 +272,77 @@ pub trait Store {
             "this store keeps no delivery queue (Store::due_deliveries)".into(),
         ))
     }
+
+    /// Records one failed guess for the population defence ([`crate::population`]): one
+    /// row, written on its own (no transaction with the attempt counter, which stays the
+    /// person's). The default refuses: a store that keeps no population counters says so.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn record_failed_guess(&self, guess: &FailedGuess) -> Result<(), StoreError> {
+        let _ = guess;
+        Err(no_population("record_failed_guess"))
+    }
+
+    /// Counts failed guesses for a decision: of `request.network` strictly after
+    /// `request.source_since` (and the oldest of them), of each profile strictly after
+    /// `request.population_since` — later ones included, whatever `now` the caller has —
+    /// and the baselines on record. The default refuses.
+    ///
+    /// # Errors
+    /// A backend failure or a corrupt row.
+    fn population_counts(
+        &self,
+        request: &CountRequest<'_>,
+    ) -> Result<PopulationCounts, StoreError> {
+        let _ = request;
+        Err(no_population("population_counts"))
+    }
+
+    /// Replaces the baseline of `profile` with `next` if the one on record is still
+    /// `expected` (`None`: none on record) — compare and swap on its `folded_at` — and
+    /// returns whether it did. The default refuses.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn swap_baseline(
+        &self,
+        profile: Profile,
+        expected: Option<&Baseline>,
+        next: &Baseline,
+    ) -> Result<bool, StoreError> {
+        let _ = (profile, expected, next);
+        Err(no_population("swap_baseline"))
+    }
+
+    /// Deletes the failed guesses at or before `before`; returns how many. The default
+    /// refuses.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn prune_failed_guesses(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _ = before;
+        Err(no_population("prune_failed_guesses"))
+    }
+
+    /// The at most `limit` networks with most failed guesses strictly after `since`, most
+    /// first, ties by network. The default refuses.
+    ///
+    /// # Errors
+    /// A backend failure or a corrupt row.
+    fn top_sources(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(NetworkKey, u64)>, StoreError> {
+        let _ = (since, limit);
+        Err(no_population("top_sources"))
+    }
+}
+
+/// The refusal of a store that keeps no population counters.
+fn no_population(method: &str) -> StoreError {
+    StoreError::Backend(format!("this store keeps no population counters (Store::{method})").into())
 }
 
 /// The tax codes among `credentials` due at `now`, earliest first, ties by tax code, at most
@@ -379,6 +452,33 @@ macro_rules! forward_store {
                 limit: usize,
             ) -> Result<Vec<TaxCode>, StoreError> {
                 (**self).due_deliveries(now, limit)
+            }
+            fn record_failed_guess(&self, g: &FailedGuess) -> Result<(), StoreError> {
+                (**self).record_failed_guess(g)
+            }
+            fn population_counts(
+                &self,
+                r: &CountRequest<'_>,
+            ) -> Result<PopulationCounts, StoreError> {
+                (**self).population_counts(r)
+            }
+            fn swap_baseline(
+                &self,
+                p: Profile,
+                e: Option<&Baseline>,
+                n: &Baseline,
+            ) -> Result<bool, StoreError> {
+                (**self).swap_baseline(p, e, n)
+            }
+            fn prune_failed_guesses(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                (**self).prune_failed_guesses(before)
+            }
+            fn top_sources(
+                &self,
+                since: DateTime<Utc>,
+                limit: usize,
+            ) -> Result<Vec<(NetworkKey, u64)>, StoreError> {
+                (**self).top_sources(since, limit)
             }
         }
     )+};

@@ -106,6 +106,11 @@ pub enum VerifyOutcome {
     /// There is no usable PIN (also the answer for a subject not on record, at the same
     /// cost).
     NoPin,
+    /// Not checked now, and not counted: the service is in defended mode against a spray of
+    /// guesses across many people ([`crate::population`]) and this source is not trusted.
+    /// Run a challenge (a CAPTCHA, a proof of work) and retry with its proof; the PIN is not
+    /// locked (POL-8).
+    ChallengeRequired,
 }
 
 impl VerifyOutcome {
@@ -121,6 +126,7 @@ impl VerifyOutcome {
             Self::Expired { .. } => "expired",
             Self::InsufficientLevel { .. } => "insufficient_level",
             Self::NoPin => "no_pin",
+            Self::ChallengeRequired => "challenge_required",
         }
     }
 }

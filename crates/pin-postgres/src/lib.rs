@@ -137,6 +137,8 @@
 //! | `audit` | `id` (1, 2, 3, … no gap), `tax_code`, `event` (canonical JSON as text), `prev_hash`, `hash` |
 //! | `audit_head` | one row: the id and hash of the last audit row |
 //! | `pin_migrations` | the migrations applied |
+//! | `failed_guesses` (schema 4) | one row per failed guess for the population defence (`pin_core::population`): `at` (ms), `profile`, `network`; indexed by `(network, at)` and `(profile, at)` |
+//! | `population_baselines` (schema 4) | one per profile: `per_window_milli`, `folded_at` |
 //!
 //! # Example
 //!
@@ -161,6 +163,7 @@ pub mod cluster;
 mod error;
 mod options;
 mod pool;
+mod population;
 mod runtime;
 mod schema;
 mod store;

@@ -158,10 +158,29 @@ CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
     WHERE deliver_due IS NOT NULL;
 ";
 
-/// Schema 4: reserved for the population defence (developed on another branch, merged
-/// before this one); empty here so that the keyed audit chain below is migration 5 on every
-/// branch.
-const MIGRATION_4: &str = "";
+/// Schema 4: the population defence's counters (`pin_core::population`): one row per failed
+/// guess (the one extra write a wrong PIN costs), indexed for the per-network and per-profile
+/// windowed counts, and one learned baseline per profile.
+const MIGRATION_4: &str = r"
+CREATE TABLE failed_guesses (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Unix time in milliseconds.
+    at      bigint NOT NULL,
+    profile text   NOT NULL CHECK (profile IN ('noipa', 'inps')),
+    network text CHECK (network IS NULL OR length(network) BETWEEN 1 AND 64)
+);
+
+CREATE INDEX failed_guesses_by_network ON failed_guesses (network, at)
+    WHERE network IS NOT NULL;
+CREATE INDEX failed_guesses_by_profile ON failed_guesses (profile, at);
+
+CREATE TABLE population_baselines (
+    profile          text   NOT NULL PRIMARY KEY CHECK (profile IN ('noipa', 'inps')),
+    per_window_milli bigint NOT NULL CHECK (per_window_milli >= 0),
+    -- Unix time in milliseconds.
+    folded_at        bigint NOT NULL
+);
+";
 
 /// Schema 5: the keyed audit chain, as pin-sqlite's schema 5. `key_id` names the audit key a
 /// row's HMAC is made with (`NULL`: an unkeyed SHA-256 row, as every row before schema 5);
@@ -199,7 +218,7 @@ CREATE TRIGGER audit_keyed BEFORE INSERT ON audit
 ";
 
 /// Tables the current schema must have.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 10] = [
     "subjects",
     "credentials",
     "attempts",
@@ -208,6 +227,8 @@ const TABLES: [&str; 8] = [
     "attempt_leases",
     "key_fingerprints",
     "audit_keying",
+    "failed_guesses",
+    "population_baselines",
 ];
 
 /// Where a store's connections go: the parsed URL, and how to name the server in messages.

@@ -19,6 +19,7 @@ use crate::chain;
 use crate::error::OpenError;
 use crate::options::{DEFAULT_POOL_SIZE, PostgresOptions};
 use crate::pool::{Conn, Mode, Pool, Tx, TxError, get};
+use crate::population;
 use crate::schema::{self, Target};
 
 /// The database, as named in messages.
@@ -494,6 +495,48 @@ impl Store for PostgresStore {
                 )?);
             }
             Ok(out)
+        })
+    }
+
+    fn record_failed_guess(&self, guess: &pin_core::store::FailedGuess) -> Result<(), StoreError> {
+        self.pool
+            .run(Mode::Write, |tx| population::record(tx, guess))
+    }
+
+    fn population_counts(
+        &self,
+        request: &pin_core::store::CountRequest<'_>,
+    ) -> Result<pin_core::store::PopulationCounts, StoreError> {
+        self.pool
+            .run(Mode::Snapshot, |tx| population::counts(tx, request))
+    }
+
+    fn swap_baseline(
+        &self,
+        profile: pin_core::subject::Profile,
+        expected: Option<&pin_core::store::Baseline>,
+        next: &pin_core::store::Baseline,
+    ) -> Result<bool, StoreError> {
+        self.pool.run(Mode::Write, |tx| {
+            population::swap_baseline(tx, profile, expected, next)
+        })
+    }
+
+    fn prune_failed_guesses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        self.pool
+            .run(Mode::Write, |tx| population::prune(tx, before))
+    }
+
+    fn top_sources(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(pin_core::store::NetworkKey, u64)>, StoreError> {
+        self.pool.run(Mode::Snapshot, |tx| {
+            population::top_sources(tx, since, limit)
         })
     }
 

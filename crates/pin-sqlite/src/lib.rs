@@ -76,6 +76,8 @@
 //! | `credentials` | at most one per subject: `serial`, `key_id`, `phc` (Argon2id only), `body` (JSON of format, level, stage, origin, times, delivery parts) |
 //! | `attempts` | one per subject: `serial`, `failures`, `blocked` |
 //! | `audit` | `id` (1, 2, 3, … no gap), `tax_code`, `event` (canonical JSON), `prev_hash`, `hash` |
+//! | `failed_guesses` (schema 4) | one row per failed guess for the population defence (`pin_core::population`): `at` (ms), `profile`, `network`; indexed by `(network, at)` and `(profile, at)` |
+//! | `population_baselines` (schema 4) | one per profile: `per_window_milli`, `folded_at` |
 //!
 //! # Example
 //!
@@ -101,6 +103,7 @@ mod attempts;
 mod chain;
 mod error;
 mod options;
+mod population;
 mod schema;
 mod store;
 

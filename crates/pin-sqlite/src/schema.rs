@@ -117,10 +117,29 @@ CREATE INDEX credentials_deliver_due ON credentials (deliver_due)
     WHERE deliver_due IS NOT NULL;
 ";
 
-/// Schema 4: reserved for the population defence (developed on another branch, merged
-/// before this one); empty here so that the keyed audit chain below is migration 5 on every
-/// branch.
-const MIGRATION_4: &str = "";
+/// Schema 4: the population defence's counters (`pin_core::population`): one row per failed
+/// guess (the one extra write a wrong PIN costs), indexed for the per-network and per-profile
+/// windowed counts, and one learned baseline per profile.
+const MIGRATION_4: &str = r"
+CREATE TABLE failed_guesses (
+    id      INTEGER NOT NULL PRIMARY KEY,
+    -- Unix time in milliseconds.
+    at      INTEGER NOT NULL,
+    profile TEXT    NOT NULL CHECK (profile IN ('noipa', 'inps')),
+    network TEXT CHECK (network IS NULL OR length(network) BETWEEN 1 AND 64)
+) STRICT;
+
+CREATE INDEX failed_guesses_by_network ON failed_guesses (network, at)
+    WHERE network IS NOT NULL;
+CREATE INDEX failed_guesses_by_profile ON failed_guesses (profile, at);
+
+CREATE TABLE population_baselines (
+    profile          TEXT    NOT NULL PRIMARY KEY CHECK (profile IN ('noipa', 'inps')),
+    per_window_milli INTEGER NOT NULL CHECK (per_window_milli >= 0),
+    -- Unix time in milliseconds.
+    folded_at        INTEGER NOT NULL
+) STRICT;
+";
 
 /// Schema 5: the keyed audit chain. `key_id` names the audit key a row's HMAC is made with
 /// (`NULL`: an unkeyed SHA-256 row, as every row before schema 5); `audit_keying` records the
@@ -150,7 +169,7 @@ BEGIN INSERT INTO audit_keying (singleton, keyed_from) VALUES (1, NEW.id); END;
 ";
 
 /// Tables the current schema must have.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "subjects",
     "credentials",
     "attempts",
@@ -158,6 +177,8 @@ const TABLES: [&str; 7] = [
     "attempt_leases",
     "key_fingerprints",
     "audit_keying",
+    "failed_guesses",
+    "population_baselines",
 ];
 
 /// Where a store's connections come from.

@@ -23,6 +23,7 @@ use crate::attempts;
 use crate::chain;
 use crate::error::{DbError, OpenError};
 use crate::options::SqliteOptions;
+use crate::population;
 use crate::schema::{self, Location};
 
 /// The database, as named in messages.
@@ -760,6 +761,41 @@ impl Store for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    fn record_failed_guess(&self, guess: &pin_core::store::FailedGuess) -> Result<(), StoreError> {
+        self.write(|tx| population::record(tx, guess))
+    }
+
+    fn population_counts(
+        &self,
+        request: &pin_core::store::CountRequest<'_>,
+    ) -> Result<pin_core::store::PopulationCounts, StoreError> {
+        self.read(|tx| population::counts(tx, request))
+    }
+
+    fn swap_baseline(
+        &self,
+        profile: pin_core::subject::Profile,
+        expected: Option<&pin_core::store::Baseline>,
+        next: &pin_core::store::Baseline,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| population::swap_baseline(tx, profile, expected, next))
+    }
+
+    fn prune_failed_guesses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| population::prune(tx, before))
+    }
+
+    fn top_sources(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(pin_core::store::NetworkKey, u64)>, StoreError> {
+        self.read(|tx| population::top_sources(tx, since, limit))
     }
 
     fn awaiting_outbound(&self) -> Result<Vec<Subject>, StoreError> {
