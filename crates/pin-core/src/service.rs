@@ -26,6 +26,7 @@ use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
 use crate::subject::{Attempts, Channel, DeliveryState, Subject};
 use crate::tax_code::TaxCode;
+use crate::telemetry::{self, Stopwatch};
 use crate::verify::{self, Plan, Purpose, VerifyOutcome};
 
 /// How many times a command is re-decided when the record changed under it.
@@ -283,6 +284,8 @@ pub struct PinService<S, N, R> {
     options: DriverOptions,
     /// Whether the current key's fingerprint is known to be on record in the store.
     key_recorded: std::sync::atomic::AtomicBool,
+    /// The monotonic clock latencies are measured with, if the embedder gave one.
+    stopwatch: Option<Stopwatch>,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -295,6 +298,7 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             rng: _,
             options,
             key_recorded: _,
+            stopwatch: _,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
@@ -329,7 +333,11 @@ impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
     }
     fn seal(&mut self, pin: &Pin) -> Result<PinHash, Error> {
         // Hash with a generator seeded under the lock, so the lock is not held while hashing.
-        Minter::new(self.hasher, &mut self.local_rng()).seal(pin)
+        let sealed = Minter::new(self.hasher, &mut self.local_rng()).seal(pin);
+        if sealed.is_ok() {
+            telemetry::hashed(self.hasher.current_key_id());
+        }
+        sealed
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
         Minter::new(self.hasher, &mut self.local_rng()).matches(pin, hash)
@@ -450,6 +458,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             rng: Mutex::new(rng),
             options: DriverOptions::default(),
             key_recorded: std::sync::atomic::AtomicBool::new(false),
+            stopwatch: None,
         })
     }
 
@@ -457,6 +466,15 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     #[must_use]
     pub fn with_options(mut self, options: DriverOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same service measuring latencies with `stopwatch` (normally
+    /// `Stopwatch::new(std::time::Instant::now)`): the `duration_ms` fields and the
+    /// duration histograms of [`crate::telemetry`]. pin-core reads no clock of its own.
+    #[must_use]
+    pub fn with_stopwatch(mut self, stopwatch: Stopwatch) -> Self {
+        self.stopwatch = Some(stopwatch);
         self
     }
 
@@ -527,6 +545,20 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         command: &Command,
         now: DateTime<Utc>,
     ) -> Result<Executed, Error> {
+        let op = telemetry::Op::execute(tax, actor, command, self.stopwatch);
+        let result = self.execute_untraced(tax, actor, command, now);
+        op.executed(command.name(), &result);
+        result
+    }
+
+    /// [`PinService::execute`] without its span and metrics.
+    fn execute_untraced(
+        &self,
+        tax: &TaxCode,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Executed, Error> {
         let ctx = Context {
             now,
             policy: &self.policy,
@@ -561,7 +593,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             };
             let version = match saved {
                 Ok(v) => v,
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) => {
+                    telemetry::conflict("execute");
+                    continue;
+                }
                 Err(e) => return Err(store_err(tax, e)),
             };
             return Ok(self.carry_out(next, version, effects, now));
@@ -622,7 +657,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                         mark_given_up(&saved, &mut deliveries);
                         (saved, true)
                     }
-                    Err(_) => (subject, false),
+                    Err(e) => {
+                        telemetry::ignored("receipts", &e);
+                        (subject, false)
+                    }
                 }
             }
         };
@@ -694,6 +732,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             {
                 Ok(_) => return Ok(next),
                 Err(StoreError::Conflict) => {
+                    telemetry::conflict("receipts");
                     let l = self
                         .load(&tax)?
                         .ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
@@ -726,6 +765,14 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// Only when the store cannot list the due parts; a subject whose record fails is
     /// reported in [`DeliveryRun::errors`] and stays due.
     pub fn deliver_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DeliveryRun, Error> {
+        let op = telemetry::Op::deliver_due(limit, self.stopwatch);
+        let result = self.deliver_due_untraced(now, limit);
+        op.delivered(&result, now);
+        result
+    }
+
+    /// [`PinService::deliver_due`] without its span and metrics.
+    fn deliver_due_untraced(&self, now: DateTime<Utc>, limit: usize) -> Result<DeliveryRun, Error> {
         let due = self
             .store
             .due_deliveries(now, limit)
@@ -755,6 +802,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             let Some(cred) = next.credential.as_mut() else {
                 return Ok(Vec::new());
             };
+            telemetry::saw_due(cred, now);
             let parts = crate::delivery::claim(cred, now, self.policy.delivery_claim());
             if parts.is_empty() {
                 return Ok(Vec::new());
@@ -764,7 +812,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     claimed = Some((next, version, parts));
                     break;
                 }
-                Err(StoreError::Conflict) => {}
+                Err(StoreError::Conflict) => telemetry::conflict("claim"),
                 Err(e) => return Err(store_err(tax, e)),
             }
         }
@@ -871,6 +919,20 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         purpose: Purpose,
         now: DateTime<Utc>,
     ) -> Result<Verification, Error> {
+        let op = telemetry::Op::verify(tax, purpose, self.stopwatch);
+        let result = self.authenticate_untraced(tax, input, purpose, now);
+        op.verified(&result);
+        result
+    }
+
+    /// [`PinService::authenticate`] without its span and metrics.
+    fn authenticate_untraced(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<Verification, Error> {
         // Input that is no PIN of any kind is refused before anything is looked up, so the
         // answer is the same whether or not the subject exists.
         let input = check_shape(input)?;
@@ -915,6 +977,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             // A hash this service cannot check (another key, test-only parameters) would
             // make every right PIN look wrong: refuse before anything is counted (POL-8).
             keycheck::usable(&self.hasher, &hash)?;
+            telemetry::serial(serial);
+            telemetry::compared_under(hash.key_id);
             let request = ReserveRequest {
                 serial,
                 limit,
@@ -926,7 +990,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 .reserve_attempt(tax, &request)
                 .map_err(|e| store_err(tax, e))?
             {
-                Reservation::Stale => continue,
+                Reservation::Stale => {
+                    telemetry::conflict("verify");
+                    continue;
+                }
                 Reservation::TryLater { retry_after } => {
                     return Ok(done(VerifyOutcome::TryLater { retry_after }));
                 }
@@ -963,6 +1030,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             let Some(outcome) = finished.outcome(settled) else {
                 // A new PIN was issued while this one was compared: its outcome no longer
                 // means anything (BOTH-1). Plan again on the current record.
+                telemetry::conflict("verify");
                 continue;
             };
             if matches!(
@@ -1000,8 +1068,11 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             crate::command::NoticeKind::Locked,
             now,
         );
+        telemetry::locked(subject.credential.as_ref().map(|c| c.serial));
         for notice in &notices {
-            let _ = self.notifier.notify(notice);
+            if let Err(e) = self.notifier.notify(notice) {
+                telemetry::ignored("lock_notice", &e);
+            }
         }
     }
 
@@ -1029,6 +1100,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Ok(settled) => return Ok(settled),
                 Err(e) if e.is_retryable() && tries < self.options.settle_retries => {
                     tries += 1;
+                    telemetry::settle_retry(tries, &e);
                     std::thread::sleep(backoff);
                     backoff = backoff.saturating_mul(2).min(MAX_SETTLE_BACKOFF);
                 }
@@ -1051,7 +1123,11 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let rehash = rehash.filter(|_| self.ensure_key_recorded().is_ok());
         let new_hash = match rehash.map(|pin| self.mint().seal(pin)) {
             Some(Ok(h)) => Some(h),
-            Some(Err(_)) | None => None,
+            Some(Err(e)) => {
+                telemetry::ignored("rehash", &e);
+                None
+            }
+            None => None,
         };
         let (mut subject, mut version) = (loaded.subject, loaded.version);
         for _ in 0..CAS_RETRIES {
@@ -1084,7 +1160,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     Ok(Some(l)) => (subject, version) = (l.subject, l.version),
                     _ => return,
                 },
-                _ => return,
+                Err(e) => return telemetry::ignored("refresh_save", &e),
+                Ok(_) => return,
             }
         }
     }
