@@ -16,5 +16,6 @@ mod issuance;
 mod lockout_model;
 mod model;
 mod noipa;
+mod observe;
 mod security;
 mod smoke;
