@@ -13,5 +13,6 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod import;
+mod observe;
 mod rows;
 mod secrets;
