@@ -160,7 +160,7 @@ pub(crate) fn create_store(ctx: &Ctx) -> Result<AnyStore, Failure> {
 pub(crate) fn hasher(ctx: &Ctx, policy: &Policy) -> Result<Hasher, Failure> {
     let keys = key::load(&ctx.key_file)?;
     if let Some(w) = key::permission_warning(&ctx.key_file) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
     Hasher::new(
         policy.hash_live(),
@@ -175,9 +175,11 @@ pub(crate) fn hasher(ctx: &Ctx, policy: &Policy) -> Result<Hasher, Failure> {
 pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failure> {
     let keys = key::load(&ctx.key_file)?;
     if let Some(w) = key::permission_warning(&ctx.key_file) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
-    PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?).map_err(Failure::from)
+    PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?)
+        .map(|s| s.with_stopwatch(pin_core::telemetry::Stopwatch::new(std::time::Instant::now)))
+        .map_err(Failure::from)
 }
 
 /// The notifier: everything into the outbox, except e-mail and PEC over SMTP under
@@ -187,7 +189,7 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
 /// refused: the operator chose it, as for the key file).
 fn notifier(ctx: &Ctx) -> Result<ChannelRouter, Failure> {
     if let Some(w) = outbox::permission_warning(&ctx.outbox) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
     let router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
     let Some(args) = &ctx.smtp else {
