@@ -567,4 +567,17 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn every_metric_name_is_in_the_readme_table() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Observability")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap();
+        for name in ALL_METRICS {
+            assert!(section.contains(&format!("| `{name}` |")), "{name}");
+        }
+    }
 }
