@@ -455,3 +455,54 @@ fn without_a_subscriber_or_recorder_the_service_works_unchanged() {
         VerifyOutcome::Accepted { .. }
     ));
 }
+
+#[test]
+fn receipts_not_recorded_after_the_commit_are_an_event_and_a_counter() {
+    // The command commits, the channel takes the message, then every save fails: the
+    // answer is Ok with receipts_saved false, which used to be silent.
+    let store = MemoryStore::new();
+    let channel = Channel::default();
+    let dying = crate::delivery::DiesAfter {
+        inner: &store,
+        saves_left: std::sync::atomic::AtomicU32::new(0),
+    };
+    let (done, capture, snap) = observed(|| {
+        let s = PinService::new(
+            &dying,
+            &channel,
+            cheap_policy().build().unwrap(),
+            Keyring::new(Pepper::new(KeyId(1), &PEPPER).unwrap()),
+            ChaCha20Rng::seed_from_u64(5),
+        )
+        .unwrap();
+        s.execute(
+            &tax(MARIO),
+            &Actor::Rid("rid-1".into()),
+            &Command::Enrol(Enrolment {
+                role: Role::Employee,
+                contacts: full_contacts("mario.rossi@example.it"),
+                cns_holder: false,
+                enrolled_on: Some(date(2020, 9, 1)),
+            }),
+            t0(),
+        )
+        .unwrap()
+    });
+    assert!(!done.receipts_saved);
+    assert_eq!(
+        counter(
+            &snap,
+            telemetry::IGNORED_FAILURES_TOTAL,
+            &[("what", "receipts")]
+        ),
+        1
+    );
+    let all = capture.lines().join("\n");
+    assert!(all.contains("delivery receipts not recorded"), "{all}");
+    assert!(all.contains("receipts_saved=false"), "{all}");
+    // Without a stopwatch there is no duration, and still no secret.
+    assert!(all.contains("command done"), "{all}");
+    for secret in channel.secrets.lock().unwrap().iter() {
+        assert!(!all.contains(secret.as_str()), "{secret}");
+    }
+}
