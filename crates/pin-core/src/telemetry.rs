@@ -1,8 +1,9 @@
 //! Observability: `tracing` spans and events, and metrics through the `metrics` facade.
 //!
 //! pin-core only *emits*: it installs no subscriber and no recorder, does no I/O for them,
-//! and reads no clock. An embedder that installs neither pays a few relaxed atomic loads
-//! per call. Install a `tracing` subscriber (e.g. `tracing-subscriber`) to see the spans and
+//! and reads no clock. An embedder that installs neither pays a few atomic loads and a
+//! few small label allocations per call — nothing beside one Argon2 evaluation (the verify
+//! benchmark, `benches/verify.rs`, measures the driver's overhead). Install a `tracing` subscriber (e.g. `tracing-subscriber`) to see the spans and
 //! events, and a `metrics` recorder (e.g. `metrics-exporter-prometheus`) to collect the
 //! metrics below. The adapters (`pin-sqlite`, `pin-postgres`) emit through the same
 //! facades and use the names defined here.
