@@ -16,6 +16,7 @@ mod common;
 mod concurrency;
 mod conformance;
 mod errors;
+mod observe;
 mod pool;
 mod restart;
 mod rows;
