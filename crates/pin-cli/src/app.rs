@@ -200,7 +200,7 @@ fn with_audit_key(ctx: &Ctx, store: AnyStore, access: Access) -> Result<AnyStore
 pub(crate) fn hasher(ctx: &Ctx, policy: &Policy) -> Result<Hasher, Failure> {
     let keys = key::load(&ctx.key_file)?;
     if let Some(w) = key::permission_warning(&ctx.key_file) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
     Hasher::new(
         policy.hash_live(),
@@ -215,7 +215,7 @@ pub(crate) fn hasher(ctx: &Ctx, policy: &Policy) -> Result<Hasher, Failure> {
 pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failure> {
     let keys = key::load(&ctx.key_file)?;
     if let Some(w) = key::permission_warning(&ctx.key_file) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
     // The population defence (pin_core::population), with device tokens signed under a key
     // derived from the pepper: apart from the database, as the pepper is.
@@ -224,7 +224,10 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
         pin_core::population::DeviceKey::derive(keys.current()),
     );
     PinService::new(store, notifier(ctx)?, policy()?, keys, os_rng()?)
-        .map(|s| s.with_population(defence))
+        .map(|s| {
+            s.with_population(defence)
+                .with_stopwatch(pin_core::telemetry::Stopwatch::new(std::time::Instant::now))
+        })
         .map_err(Failure::from)
 }
 
@@ -235,7 +238,7 @@ pub(crate) fn service<S: Store>(ctx: &Ctx, store: S) -> Result<Service<S>, Failu
 /// refused: the operator chose it, as for the key file).
 fn notifier(ctx: &Ctx) -> Result<ChannelRouter, Failure> {
     if let Some(w) = outbox::permission_warning(&ctx.outbox) {
-        eprintln!("pin: warning: {w}");
+        tracing::warn!("{w}");
     }
     let mut router = ChannelRouter::new().otherwise(FileOutbox::new(ctx.outbox.clone()));
     if let Some(url) = &ctx.sms_webhook {

@@ -56,7 +56,8 @@ Actors (--as): subject, system, rid:ID, enrolment-operator:ID, support:ID, branc
 Environment: PIN_DB, PIN_DATABASE_URL, PIN_KEY_FILE, PIN_OUTBOX, PIN_NOW, PIN_NOTIFIER and
   PIN_SMTP_HOST, _PORT, _TLS, _USER, _FROM, _LANG stand for the options of the same name; the SMTP
   password is read from PIN_SMTP_PASSWORD only. PIN_INSECURE_FAST_HASH=1 selects tiny Argon2
-  costs, for tests only (a warning is printed on stderr every time).
+  costs, for tests only (a warning is printed on stderr every time, unless -q). RUST_LOG
+  (e.g. pin_core=debug) replaces the log level of -v/-q.
 ";
 
 /// The `pin` command line.
@@ -119,6 +120,23 @@ pub(crate) struct Global {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// More detail in the logs on stderr: -v one line per command and verify, -vv retries,
+    /// -vvv everything. RUST_LOG, when set, replaces the level.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Only errors on stderr: no warnings, no logs.
+    #[arg(short = 'q', long = "quiet", global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub(crate) quiet: u8,
+    /// How log lines on stderr look: text (one human-readable line each) or json (one
+    /// object per line). Logs never go to stdout.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: crate::log::LogFormat,
     /// How messages reach people.
     #[command(flatten)]
     pub(crate) delivery: DeliveryArgs,

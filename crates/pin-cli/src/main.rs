@@ -43,7 +43,16 @@
 //! # Test-only fast hashing
 //!
 //! `PIN_INSECURE_FAST_HASH=1` makes new hashes use Argon2id m=64 KiB, t=1 — worthless
-//! against an attacker, for test suites only. A warning is printed on stderr each time.
+//! against an attacker, for test suites only. A warning is printed on stderr each time
+//! (unless `-q`).
+//!
+//! # Logs
+//!
+//! Logs go to stderr only (stdout holds the answer: with `--json`, exactly one object).
+//! `-v` adds one line per command and verify (outcome, masked tax code, serial, duration),
+//! `-vv` retries, `-vvv` everything; `-q` leaves errors only; `RUST_LOG` replaces the
+//! level when set. `--log-format json` writes one JSON object per line. No log line holds a
+//! PIN, a key or a full contact.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::print_stdout,
@@ -62,6 +71,7 @@ mod exit;
 mod input;
 mod key;
 mod key_cmd;
+mod log;
 mod outbox;
 mod report;
 mod run;
@@ -125,9 +135,10 @@ fn main_inner(json_hint: bool) -> ExitCode {
             ),
         };
     }
+    log::init(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     if app::fast_hash() {
-        eprintln!(
-            "pin: warning: {}=1: insecure fast Argon2 parameters for new hashes — for tests only",
+        tracing::warn!(
+            "{}=1: insecure fast Argon2 parameters for new hashes — for tests only",
             app::FAST_HASH_ENV
         );
     }

@@ -136,6 +136,7 @@ pub mod status;
 pub mod store;
 pub mod subject;
 pub mod tax_code;
+pub mod telemetry;
 pub mod verify;
 
 pub use actor::Actor;

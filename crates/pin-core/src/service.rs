@@ -29,6 +29,7 @@ use crate::store::{LeaseId, Reservation, ReserveRequest, Settled, Settlement};
 use crate::store::{Loaded, Store, StoreError};
 use crate::subject::{Attempts, Channel, DeliveryState, Subject};
 use crate::tax_code::TaxCode;
+use crate::telemetry::{self, Stopwatch};
 use crate::verify::{self, Plan, Purpose, VerifyOutcome};
 
 /// How many times a command is re-decided when the record changed under it.
@@ -338,6 +339,8 @@ pub struct PinService<S, N, R> {
     notices_due: Mutex<Vec<crate::command::Notice>>,
     /// The population defence, when configured ([`PinService::with_population`]).
     population: Option<PopulationDefence>,
+    /// The monotonic clock latencies are measured with, if the embedder gave one.
+    stopwatch: Option<Stopwatch>,
 }
 
 impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
@@ -352,6 +355,7 @@ impl<S, N, R> std::fmt::Debug for PinService<S, N, R> {
             key_recorded: _,
             notices_due: _,
             population,
+            stopwatch: _,
         } = self;
         f.debug_struct("PinService")
             .field("policy", policy)
@@ -387,7 +391,11 @@ impl<R: CryptoRng> Mint for ServiceMint<'_, R> {
     }
     fn seal(&mut self, pin: &Pin) -> Result<PinHash, Error> {
         // Hash with a generator seeded under the lock, so the lock is not held while hashing.
-        Minter::new(self.hasher, &mut self.local_rng()).seal(pin)
+        let sealed = Minter::new(self.hasher, &mut self.local_rng()).seal(pin);
+        if sealed.is_ok() {
+            telemetry::hashed(self.hasher.current_key_id());
+        }
+        sealed
     }
     fn matches(&mut self, pin: &Pin, hash: &PinHash) -> Result<bool, Error> {
         Minter::new(self.hasher, &mut self.local_rng()).matches(pin, hash)
@@ -510,6 +518,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             key_recorded: std::sync::atomic::AtomicBool::new(false),
             notices_due: Mutex::new(Vec::new()),
             population: None,
+            stopwatch: None,
         })
     }
 
@@ -534,6 +543,15 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     #[must_use]
     pub fn with_options(mut self, options: DriverOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same service measuring latencies with `stopwatch` (normally
+    /// `Stopwatch::new(std::time::Instant::now)`): the `duration_ms` fields and the
+    /// duration histograms of [`crate::telemetry`]. pin-core reads no clock of its own.
+    #[must_use]
+    pub fn with_stopwatch(mut self, stopwatch: Stopwatch) -> Self {
+        self.stopwatch = Some(stopwatch);
         self
     }
 
@@ -604,6 +622,20 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         command: &Command,
         now: DateTime<Utc>,
     ) -> Result<Executed, Error> {
+        let op = telemetry::Op::execute(tax, actor, command, self.stopwatch);
+        let result = self.execute_untraced(tax, actor, command, now);
+        op.executed(command.name(), &result);
+        result
+    }
+
+    /// [`PinService::execute`] without its span and metrics.
+    fn execute_untraced(
+        &self,
+        tax: &TaxCode,
+        actor: &Actor,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Executed, Error> {
         let ctx = Context {
             now,
             policy: &self.policy,
@@ -638,7 +670,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             };
             let version = match saved {
                 Ok(v) => v,
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) => {
+                    telemetry::conflict("execute");
+                    continue;
+                }
                 Err(e) => return Err(store_err(tax, e)),
             };
             return Ok(self.carry_out(next, version, effects, now));
@@ -692,7 +727,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                         notices.extend(self.send_notices(&failed_notices));
                         (saved, true)
                     }
-                    Err(_) => (subject, false),
+                    Err(e) => {
+                        telemetry::ignored("receipts", &e);
+                        (subject, false)
+                    }
                 }
             }
         };
@@ -786,6 +824,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             {
                 Ok(_) => return Ok((next, notices)),
                 Err(StoreError::Conflict) => {
+                    telemetry::conflict("receipts");
                     let l = self
                         .load(&tax)?
                         .ok_or_else(|| Error::UnknownSubject(tax.clone()))?;
@@ -818,6 +857,14 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// Only when the store cannot list the due parts; a subject whose record fails is
     /// reported in [`DeliveryRun::errors`] and stays due.
     pub fn deliver_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DeliveryRun, Error> {
+        let op = telemetry::Op::deliver_due(limit, self.stopwatch);
+        let result = self.deliver_due_untraced(now, limit);
+        op.delivered(&result, now);
+        result
+    }
+
+    /// [`PinService::deliver_due`] without its span and metrics.
+    fn deliver_due_untraced(&self, now: DateTime<Utc>, limit: usize) -> Result<DeliveryRun, Error> {
         let due = self
             .store
             .due_deliveries(now, limit)
@@ -857,6 +904,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             let Some(cred) = next.credential.as_mut() else {
                 return Ok((Vec::new(), Vec::new()));
             };
+            telemetry::saw_due(cred, now);
             let parts = crate::delivery::claim(cred, now, self.policy.delivery_claim());
             if parts.is_empty() {
                 return Ok((Vec::new(), Vec::new()));
@@ -866,7 +914,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     claimed = Some((next, version, parts));
                     break;
                 }
-                Err(StoreError::Conflict) => {}
+                Err(StoreError::Conflict) => telemetry::conflict("claim"),
                 Err(e) => return Err(store_err(tax, e)),
             }
         }
@@ -1015,6 +1063,21 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
     /// # Errors
     /// As [`PinService::verify_from`].
     pub fn authenticate_from(
+        &self,
+        tax: &TaxCode,
+        input: &str,
+        purpose: Purpose,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Result<SourcedVerification, Error> {
+        let op = telemetry::Op::verify(tax, purpose, self.stopwatch);
+        let result = self.authenticate_from_untraced(tax, input, purpose, source, now);
+        op.verified(result.as_ref().map(|v| &v.outcome));
+        result
+    }
+
+    /// [`PinService::authenticate_from`] without its span and metrics.
+    fn authenticate_from_untraced(
         &self,
         tax: &TaxCode,
         input: &str,
@@ -1177,6 +1240,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             // A hash this service cannot check (another key, test-only parameters) would
             // make every right PIN look wrong: refuse before anything is counted (POL-8).
             keycheck::usable(&self.hasher, &hash)?;
+            telemetry::serial(serial);
+            telemetry::compared_under(hash.key_id);
             let request = ReserveRequest {
                 serial,
                 limit,
@@ -1188,7 +1253,10 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 .reserve_attempt(tax, &request)
                 .map_err(|e| store_err(tax, e))?
             {
-                Reservation::Stale => continue,
+                Reservation::Stale => {
+                    telemetry::conflict("verify");
+                    continue;
+                }
                 Reservation::TryLater { retry_after } => {
                     return Ok((done(VerifyOutcome::TryLater { retry_after }), false));
                 }
@@ -1225,6 +1293,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             let Some(outcome) = finished.outcome(settled) else {
                 // A new PIN was issued while this one was compared: its outcome no longer
                 // means anything (BOTH-1). Plan again on the current record.
+                telemetry::conflict("verify");
                 continue;
             };
             if matches!(
@@ -1265,7 +1334,12 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
             crate::command::NoticeKind::Locked,
             now,
         );
-        let _ = self.send_or_defer(notices);
+        telemetry::locked(subject.credential.as_ref().map(|c| c.serial));
+        for r in self.send_or_defer(notices) {
+            if let Some(e) = r.error {
+                telemetry::ignored("lock_notice", &e);
+            }
+        }
     }
 
     /// Sends security notices now ([`DeliveryMode::Inline`]), or leaves them to the next
@@ -1310,6 +1384,7 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                 Ok(settled) => return Ok(settled),
                 Err(e) if e.is_retryable() && tries < self.options.settle_retries => {
                     tries += 1;
+                    telemetry::settle_retry(tries, &e);
                     std::thread::sleep(backoff);
                     backoff = backoff.saturating_mul(2).min(MAX_SETTLE_BACKOFF);
                 }
@@ -1332,7 +1407,11 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
         let rehash = rehash.filter(|_| self.ensure_key_recorded().is_ok());
         let new_hash = match rehash.map(|pin| self.mint().seal(pin)) {
             Some(Ok(h)) => Some(h),
-            Some(Err(_)) | None => None,
+            Some(Err(e)) => {
+                telemetry::ignored("rehash", &e);
+                None
+            }
+            None => None,
         };
         let (mut subject, mut version) = (loaded.subject, loaded.version);
         for _ in 0..CAS_RETRIES {
@@ -1365,7 +1444,8 @@ impl<S: Store, N: Notifier, R: CryptoRng> PinService<S, N, R> {
                     Ok(Some(l)) => (subject, version) = (l.subject, l.version),
                     _ => return,
                 },
-                _ => return,
+                Err(e) => return telemetry::ignored("refresh_save", &e),
+                Ok(_) => return,
             }
         }
     }

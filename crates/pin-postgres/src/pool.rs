@@ -335,6 +335,13 @@ impl Pool {
                 };
             }
             let Some(left) = self.timeout.checked_sub(start.elapsed()) else {
+                tracing::warn!(
+                    backend = "postgres",
+                    size = self.max,
+                    "connection pool exhausted past the timeout"
+                );
+                metrics::counter!(pin_core::telemetry::STORE_BUSY_TOTAL, "backend" => "postgres")
+                    .increment(1);
                 return Err(StoreError::Busy(Box::new(PoolExhausted {
                     size: self.max,
                     waited: self.timeout,
@@ -371,7 +378,10 @@ impl Pool {
         loop {
             run += 1;
             let last = run >= RUNS;
+            let waiting = Instant::now();
             let mut lease = self.checkout()?;
+            metrics::histogram!(pin_core::telemetry::STORE_POOL_WAIT, "backend" => "postgres")
+                .record(waiting.elapsed().as_secs_f64());
             let outcome = lease.attempt(mode, &mut f);
             match outcome {
                 Ok(v) => return Ok(v),
@@ -383,8 +393,10 @@ impl Pool {
                     if last {
                         return Err(store_error(e));
                     }
+                    retried("connection_lost", run, &e);
                 }
                 Err(Failed::Before(e) | Failed::Commit(e)) if must_rerun(&e) && !last => {
+                    retried("serialization", run, &e);
                     drop(lease);
                     std::thread::sleep(Duration::from_millis(u64::from(run)));
                 }
@@ -398,6 +410,18 @@ impl Pool {
             }
         }
     }
+}
+
+/// A transaction re-run (`reason`: `serialization` or `connection_lost`): an event and
+/// `pin_store_retries_total`.
+fn retried(reason: &'static str, run: u32, error: &postgres::Error) {
+    tracing::debug!(backend = "postgres", reason, run, error = %error, "transaction re-run");
+    metrics::counter!(
+        pin_core::telemetry::STORE_RETRIES_TOTAL,
+        "backend" => "postgres",
+        "reason" => reason
+    )
+    .increment(1);
 }
 
 impl Drop for Pool {

@@ -419,6 +419,13 @@ pub(crate) fn migrate(client: &mut Client, target: &Target) -> Result<(), OpenEr
     }
     for (n, sql) in (1..).zip(MIGRATIONS) {
         if n > found {
+            tracing::info!(
+                backend = "postgres",
+                migration = n,
+                "applying schema migration"
+            );
+            metrics::counter!(pin_core::telemetry::STORE_MIGRATIONS_TOTAL, "backend" => "postgres")
+                .increment(1);
             tx.batch_execute(sql).map_err(err)?;
             let _ = tx
                 .execute("INSERT INTO pin_migrations (version) VALUES ($1)", &[&n])

@@ -452,8 +452,15 @@ fn migrate(
                     reason: format!("user_version {found} before migration {n}"),
                 });
             }
+            tracing::info!(
+                backend = "sqlite",
+                migration = n,
+                "applying schema migration"
+            );
             tx.execute_batch(sql).map_err(err)?;
             tx.pragma_update(None, "user_version", n).map_err(err)?;
+            metrics::counter!(pin_core::telemetry::STORE_MIGRATIONS_TOTAL, "backend" => "sqlite")
+                .increment(1);
         }
         tx.commit().map_err(err)?;
     }

@@ -194,9 +194,9 @@ fn a_deferred_service_never_calls_the_channel_inside_the_request() {
 }
 
 /// A store whose saves fail from the n-th on: a process that dies right after the commit.
-struct DiesAfter<'a> {
-    inner: &'a MemoryStore,
-    saves_left: AtomicU32,
+pub(crate) struct DiesAfter<'a> {
+    pub(crate) inner: &'a MemoryStore,
+    pub(crate) saves_left: AtomicU32,
 }
 
 impl pin_core::store::Store for DiesAfter<'_> {

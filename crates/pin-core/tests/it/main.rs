@@ -16,6 +16,7 @@ mod issuance;
 mod lockout_model;
 mod model;
 mod noipa;
+mod observe;
 mod population;
 mod security;
 mod smoke;

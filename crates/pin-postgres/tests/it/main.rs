@@ -17,6 +17,7 @@ mod concurrency;
 mod conformance;
 mod errors;
 mod keyed_audit;
+mod observe;
 mod pool;
 mod restart;
 mod rows;

@@ -14,5 +14,6 @@ mod conformance;
 mod crash;
 mod import;
 mod keyed_audit;
+mod observe;
 mod rows;
 mod secrets;
