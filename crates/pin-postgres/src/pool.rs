@@ -335,7 +335,8 @@ impl Pool {
                 };
             }
             let Some(left) = self.timeout.checked_sub(start.elapsed()) else {
-                tracing::warn!(
+                // INFO: the busy error goes back to the caller, who reports it.
+                tracing::info!(
                     backend = "postgres",
                     size = self.max,
                     "connection pool exhausted past the timeout"

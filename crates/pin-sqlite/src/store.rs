@@ -36,7 +36,9 @@ pub(crate) fn db(e: rusqlite::Error) -> StoreError {
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     ) {
-        tracing::warn!(backend = "sqlite", error = %e, "database busy past the busy timeout");
+        // INFO, not WARN: the error goes back to the caller, who reports it (the CLI as
+        // exit 9); a warning would say it twice.
+        tracing::info!(backend = "sqlite", error = %e, "database busy past the busy timeout");
         metrics::counter!(pin_core::telemetry::STORE_BUSY_TOTAL, "backend" => "sqlite")
             .increment(1);
         return StoreError::Busy(Box::new(DbError::new(e)));
