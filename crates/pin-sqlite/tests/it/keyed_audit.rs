@@ -278,7 +278,7 @@ fn a_schema_3_database_is_migrated_and_its_rows_stay_verifiable() {
         .verify_audit_chain()
         .unwrap()
         .intact_rows;
-    // Take it back to schema 3: no key_id column, no keyed boundary.
+    // Take it back to schema 3: no key_id column, no keyed boundary, no population tables.
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -286,6 +286,7 @@ fn a_schema_3_database_is_migrated_and_its_rows_stay_verifiable() {
              DROP TRIGGER audit_keying_no_update; DROP TRIGGER audit_keying_no_delete;
              DROP TABLE audit_keying;
              ALTER TABLE audit DROP COLUMN key_id;
+             DROP TABLE failed_guesses; DROP TABLE population_baselines;
              PRAGMA user_version = 3;",
         )
         .unwrap();
