@@ -266,20 +266,8 @@ fn sms_webhook(url: &str) -> Result<pin_webhook::WebhookNotifier, Failure> {
             "{SMS_WEBHOOK_KEY_ENV} must be hexadecimal digits (an even number of them)"
         ))
     };
-    let text = hex.trim();
-    if text.len() % 2 != 0 {
-        return Err(bad());
-    }
-    let bytes = zeroize::Zeroizing::new(
-        (0..text.len())
-            .step_by(2)
-            .map(|i| {
-                text.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(bad)?,
-    );
+    let bytes =
+        zeroize::Zeroizing::new(pin_core::audit::export::unhex(hex.trim()).ok_or_else(bad)?);
     let key = pin_webhook::SigningKey::new(&bytes)
         .map_err(|e| Failure::input(format!("{SMS_WEBHOOK_KEY_ENV}: {e}")))?;
     pin_webhook::WebhookNotifier::new(pin_webhook::WebhookConfig::new(url, key))

@@ -116,11 +116,13 @@ impl SealedPart {
 
 impl Serialize for SealedPart {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = format!("v1.{}.", self.key_id.0);
-        for b in self.nonce.iter().chain(&self.ciphertext) {
-            out.push_str(&format!("{b:02x}"));
-        }
-        s.serialize_str(&out)
+        use crate::audit::export::hex;
+        s.serialize_str(&format!(
+            "v1.{}.{}{}",
+            self.key_id.0,
+            hex(&self.nonce),
+            hex(&self.ciphertext)
+        ))
     }
 }
 
@@ -138,17 +140,10 @@ impl<'de> Deserialize<'de> for SealedPart {
             .and_then(|k| k.parse::<u32>().ok())
             .ok_or_else(bad)?;
         let hex = fields.next().ok_or_else(bad)?;
-        if hex.len() % 2 != 0 || hex.len() > 2 * (NONCE_LEN + 1024) {
+        if hex.len() > 2 * (NONCE_LEN + 1024) {
             return Err(bad());
         }
-        let bytes = (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(bad)?;
+        let bytes = crate::audit::export::unhex(hex).ok_or_else(bad)?;
         if bytes.len() < NONCE_LEN + 16 {
             return Err(bad());
         }
